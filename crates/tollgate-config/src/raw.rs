@@ -1,0 +1,128 @@
+//! The config file's schema, exactly as written. Field doc comments are the user docs.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Listeners and process settings.
+    #[serde(default)]
+    pub server: RawServer,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Upstream providers by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    /// Public model aliases by name.
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+    /// Virtual keys clients authenticate with.
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address of the client-facing listener. Default `127.0.0.1:4000`.
+    pub listen: Option<String>,
+    /// Address of the admin listener (`/metrics`, health). Default: none.
+    pub admin_listen: Option<String>,
+    /// Worker threads of the proxy service. Default: the number of CPUs.
+    pub threads: Option<usize>,
+    /// PID file, used by graceful upgrades. Default `/tmp/tollgate.pid`.
+    pub pid_file: Option<String>,
+    /// Socket over which a new process takes the listeners (`serve --upgrade`).
+    /// Default `/tmp/tollgate_upgrade.sock`.
+    pub upgrade_sock: Option<String>,
+    /// Seconds to keep serving after SIGTERM/SIGQUIT before closing listeners. Default 5.
+    pub grace_period_secs: Option<u64>,
+    /// Seconds to let in-flight requests finish after the grace period. Default 30.
+    pub graceful_shutdown_timeout_secs: Option<u64>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest accepted request body in bytes; larger bodies get 413. Default 32 MiB.
+    pub max_request_bytes: Option<u64>,
+}
+
+/// `[providers.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// `openai`, `azure`, `mistral`, `deepseek`, `groq`, `together`, `fireworks`, `openrouter`,
+    /// `ollama`, `vllm`, `llamacpp`, `openai_compatible` or `mock` (the built-in mock provider).
+    pub kind: String,
+    /// Base URL in the OpenAI SDK convention (`https://api.openai.com/v1`). Presets have a default.
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key. Presets have a default (`OPENAI_API_KEY`, ...).
+    pub api_key_env: Option<String>,
+    /// Azure OpenAI `api-version` query parameter. Default `2024-10-21`.
+    pub api_version: Option<String>,
+    /// Extra headers sent on every upstream request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// TCP + TLS connect timeout in milliseconds. Default 5000.
+    pub connect_timeout_ms: Option<u64>,
+    /// Time allowed from sending the request to receiving response headers. Default 300000.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest pause allowed between two response body chunks. Default 120000.
+    pub idle_timeout_ms: Option<u64>,
+    /// Built-in mock settings (`kind = "mock"` only).
+    pub mock: Option<RawMock>,
+}
+
+/// `[providers.NAME.mock]`: behaviour of the built-in mock provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMock {
+    /// Listen address of the in-process mock. Default `127.0.0.1:0` (any free port).
+    pub listen: Option<String>,
+    /// Delay before the first streamed chunk, in milliseconds. Default 0.
+    pub ttft_ms: Option<u64>,
+    /// Delay between streamed chunks, in milliseconds. Default 0.
+    pub chunk_delay_ms: Option<u64>,
+    /// Number of content chunks per streamed answer. Default 8.
+    pub chunks: Option<u32>,
+}
+
+/// `[models.ALIAS]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Upstream targets, tried in order (or weighted, if any target has a weight).
+    pub targets: Vec<RawTarget>,
+    /// Free text shown nowhere but the config.
+    pub description: Option<String>,
+}
+
+/// One entry of `models.ALIAS.targets`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// A name from `[providers]`.
+    pub provider: String,
+    /// The provider's model name (the deployment name for Azure).
+    pub model: String,
+    /// Relative weight for picking the first target. Default: ordered, no weights.
+    pub weight: Option<u32>,
+}
+
+/// One `[[keys]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// A label for logs and the admin API.
+    pub name: String,
+    /// `sha256:<64 hex digits>` of the key (`tollgate hash-key KEY` prints it).
+    pub hash: String,
+    /// The tenant the key belongs to.
+    pub tenant: String,
+}

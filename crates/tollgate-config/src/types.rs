@@ -1,0 +1,179 @@
+//! Validated configuration: what the proxy builds its live state from.
+
+use crate::presets::{AuthStyle, ProviderKind};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub source: String,
+    /// Listeners and process settings.
+    pub server: ServerConfig,
+    /// Request limits.
+    pub limits: Limits,
+    /// Providers by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Model aliases by name.
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Virtual keys.
+    pub keys: Vec<VirtualKey>,
+}
+
+/// `[server]`, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Client-facing listener.
+    pub listen: String,
+    /// Admin listener.
+    pub admin_listen: Option<String>,
+    /// Worker threads.
+    pub threads: usize,
+    /// PID file.
+    pub pid_file: String,
+    /// Upgrade socket.
+    pub upgrade_sock: String,
+    /// Grace period after a shutdown signal.
+    pub grace_period_secs: u64,
+    /// Time for in-flight requests to finish.
+    pub graceful_shutdown_timeout_secs: u64,
+}
+
+/// `[limits]`, with defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub max_request_bytes: usize,
+}
+
+/// A parsed upstream base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// `https`?
+    pub tls: bool,
+    /// Host name or IP, without brackets.
+    pub host: String,
+    /// Port (defaulted from the scheme).
+    pub port: u16,
+    /// Path prefix without a trailing slash (`/v1`, or empty).
+    pub path: String,
+}
+
+impl UpstreamUrl {
+    /// The `Host` header value.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Upstream timeouts of one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP + TLS connect.
+    pub connect: Duration,
+    /// From request sent to response headers.
+    pub first_byte: Duration,
+    /// Between two response body chunks.
+    pub idle: Duration,
+}
+
+/// Built-in mock settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockSettings {
+    /// Listen address of the in-process mock.
+    pub listen: String,
+    /// Delay before the first streamed chunk.
+    pub ttft: Duration,
+    /// Delay between streamed chunks.
+    pub chunk_delay: Duration,
+    /// Content chunks per streamed answer.
+    pub chunks: u32,
+}
+
+/// A validated provider.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Its name in `[providers]`.
+    pub name: String,
+    /// Its kind.
+    pub kind: ProviderKind,
+    /// Where to send requests.
+    pub base_url: UpstreamUrl,
+    /// The API key, if any. Never logged.
+    pub api_key: Option<SecretString>,
+    /// How the key is sent.
+    pub auth: AuthStyle,
+    /// Azure `api-version`.
+    pub api_version: String,
+    /// Extra headers, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Mock settings (`kind = "mock"` only).
+    pub mock: Option<MockSettings>,
+}
+
+/// One target of a model alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Provider name.
+    pub provider: String,
+    /// Upstream model name.
+    pub model: String,
+    /// Weight, if weighted.
+    pub weight: Option<u32>,
+}
+
+/// A validated model alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// The alias.
+    pub name: String,
+    /// Targets in configured order.
+    pub targets: Vec<Target>,
+}
+
+/// SHA-256 of a virtual key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}…", &hex::encode(self.0)[..8])
+    }
+}
+
+/// Hashes a presented key.
+pub fn hash_key(key: &str) -> KeyHash {
+    KeyHash(Sha256::digest(key.as_bytes()).into())
+}
+
+impl std::fmt::Display for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+/// A virtual key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualKey {
+    /// Label.
+    pub name: String,
+    /// Hash of the key.
+    pub hash: KeyHash,
+    /// Tenant.
+    pub tenant: String,
+}

@@ -1,0 +1,437 @@
+//! Stage two: interpolate, check, apply defaults. Every error quotes its config path.
+
+use crate::error::{ConfigError, Diagnostic};
+use crate::interpolate::{InterpolateError, interpolate};
+use crate::locate::{ConfigPath, locate};
+use crate::presets::ProviderKind;
+use crate::raw::{RawConfig, RawMock, RawProvider};
+use crate::types::{
+    Config, KeyHash, Limits, MockSettings, ModelConfig, ProviderConfig, ServerConfig, Target,
+    Timeouts, UpstreamUrl, VirtualKey,
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const DEFAULT_MAX_REQUEST_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Collects diagnostics, each located from its config path.
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, path: &ConfigPath, message: impl std::fmt::Display) {
+        let (line, col) = locate(self.text, path);
+        self.diags.push(Diagnostic {
+            file: self.file.to_owned(),
+            line,
+            col,
+            message: format!("{path}: {message}"),
+        });
+    }
+}
+
+/// Interpolates every string in `text`'s TOML tree, then checks the result.
+pub(crate) fn validate(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut ck = Checker {
+        text,
+        file,
+        diags: Vec::new(),
+    };
+    let mut tree: toml::Table = toml::from_str(text).map_err(|e| {
+        ConfigError::Invalid(vec![Diagnostic {
+            file: file.to_owned(),
+            line: 1,
+            col: 1,
+            message: e.message().to_owned(),
+        }])
+    })?;
+    for (k, v) in tree.iter_mut() {
+        interpolate_value(v, &ConfigPath::default().key(k), env, &mut ck);
+    }
+    if !ck.diags.is_empty() {
+        return Err(ConfigError::Invalid(ck.diags));
+    }
+    let raw = RawConfig::deserialize(tree).map_err(|e| {
+        ConfigError::Invalid(vec![Diagnostic {
+            file: file.to_owned(),
+            line: 1,
+            col: 1,
+            message: e.message().to_owned(),
+        }])
+    })?;
+    let config = check(raw, env, &mut ck, file);
+    if ck.diags.is_empty() {
+        Ok(config)
+    } else {
+        ck.diags.sort_by_key(|d| (d.line, d.col));
+        Err(ConfigError::Invalid(ck.diags))
+    }
+}
+
+fn interpolate_value(
+    v: &mut toml::Value,
+    path: &ConfigPath,
+    env: &dyn Fn(&str) -> Option<String>,
+    ck: &mut Checker<'_>,
+) {
+    match v {
+        toml::Value::String(s) => match interpolate(s, env) {
+            Ok(out) => *s = out,
+            Err(InterpolateError::Unset(name)) => ck.error(
+                path,
+                format_args!("environment variable `{name}` is not set and has no default (write `${{{name}:-default}}`)"),
+            ),
+            Err(InterpolateError::Malformed) => {
+                ck.error(path, "malformed `${...}`: expected `${VAR}` or `${VAR:-default}`")
+            }
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_value(item, &path.index(i), env, ck);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                interpolate_value(item, &path.key(k), env, ck);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    ck: &mut Checker<'_>,
+    file: &str,
+) -> Config {
+    let root = ConfigPath::default();
+    let server = check_server(&raw, &root.key("server"), ck);
+    let max_request_bytes = raw
+        .limits
+        .max_request_bytes
+        .unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+    if max_request_bytes == 0 {
+        ck.error(
+            &root.key("limits").key("max_request_bytes"),
+            "must be greater than 0",
+        );
+    }
+    let providers: BTreeMap<String, ProviderConfig> = raw
+        .providers
+        .iter()
+        .filter_map(|(name, p)| {
+            check_provider(name, p, &root.key("providers").key(name), env, ck)
+                .map(|p| (name.clone(), p))
+        })
+        .collect();
+    let mut models = BTreeMap::new();
+    for (alias, m) in &raw.models {
+        let path = root.key("models").key(alias);
+        if m.targets.is_empty() {
+            ck.error(&path.key("targets"), "a model needs at least one target");
+        }
+        let mut targets = Vec::with_capacity(m.targets.len());
+        for (i, t) in m.targets.iter().enumerate() {
+            let tp = path.key("targets").index(i);
+            if !raw.providers.contains_key(&t.provider) {
+                let known: Vec<&str> = raw.providers.keys().map(String::as_str).collect();
+                ck.error(
+                    &tp.key("provider"),
+                    format_args!(
+                        "unknown provider \"{}\" (known: {})",
+                        t.provider,
+                        known.join(", ")
+                    ),
+                );
+            }
+            if t.model.is_empty() {
+                ck.error(&tp.key("model"), "must not be empty");
+            }
+            if t.weight == Some(0) {
+                ck.error(
+                    &tp.key("weight"),
+                    "must be at least 1 (remove the target to disable it)",
+                );
+            }
+            targets.push(Target {
+                provider: t.provider.clone(),
+                model: t.model.clone(),
+                weight: t.weight,
+            });
+        }
+        models.insert(
+            alias.clone(),
+            ModelConfig {
+                name: alias.clone(),
+                targets,
+            },
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut keys = Vec::with_capacity(raw.keys.len());
+    for (i, k) in raw.keys.iter().enumerate() {
+        let kp = root.key("keys").index(i);
+        match parse_key_hash(&k.hash) {
+            Some(hash) => {
+                if !seen.insert(hash) {
+                    ck.error(&kp.key("hash"), "duplicate key hash");
+                }
+                keys.push(VirtualKey {
+                    name: k.name.clone(),
+                    hash,
+                    tenant: k.tenant.clone(),
+                });
+            }
+            None => ck.error(
+                &kp.key("hash"),
+                "expected `sha256:` followed by 64 hex digits (run `tollgate hash-key KEY`)",
+            ),
+        }
+    }
+    Config {
+        source: file.to_owned(),
+        server,
+        limits: Limits {
+            max_request_bytes: usize::try_from(max_request_bytes).unwrap_or(usize::MAX),
+        },
+        providers,
+        models,
+        keys,
+    }
+}
+
+fn check_server(raw: &RawConfig, path: &ConfigPath, ck: &mut Checker<'_>) -> ServerConfig {
+    let s = &raw.server;
+    let listen = s
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:4000".to_owned());
+    if listen.parse::<SocketAddr>().is_err() {
+        ck.error(
+            &path.key("listen"),
+            format_args!("`{listen}` is not an IP:port address"),
+        );
+    }
+    if let Some(admin) = &s.admin_listen {
+        if admin.parse::<SocketAddr>().is_err() {
+            ck.error(
+                &path.key("admin_listen"),
+                format_args!("`{admin}` is not an IP:port address"),
+            );
+        } else if *admin == listen {
+            ck.error(
+                &path.key("admin_listen"),
+                "must differ from `server.listen`",
+            );
+        }
+    }
+    let threads = s.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if threads == 0 {
+        ck.error(&path.key("threads"), "must be at least 1");
+    }
+    ServerConfig {
+        listen,
+        admin_listen: s.admin_listen.clone(),
+        threads,
+        pid_file: s
+            .pid_file
+            .clone()
+            .unwrap_or_else(|| "/tmp/tollgate.pid".to_owned()),
+        upgrade_sock: s
+            .upgrade_sock
+            .clone()
+            .unwrap_or_else(|| "/tmp/tollgate_upgrade.sock".to_owned()),
+        grace_period_secs: s.grace_period_secs.unwrap_or(5),
+        graceful_shutdown_timeout_secs: s.graceful_shutdown_timeout_secs.unwrap_or(30),
+    }
+}
+
+fn check_provider(
+    name: &str,
+    p: &RawProvider,
+    path: &ConfigPath,
+    env: &dyn Fn(&str) -> Option<String>,
+    ck: &mut Checker<'_>,
+) -> Option<ProviderConfig> {
+    let Some(kind) = ProviderKind::from_name(&p.kind) else {
+        let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|(n, _)| *n).collect();
+        ck.error(
+            &path.key("kind"),
+            format_args!(
+                "unknown provider kind \"{}\" (expected one of: {})",
+                p.kind,
+                kinds.join(", ")
+            ),
+        );
+        return None;
+    };
+    let preset = kind.preset();
+    let base_url = match (p.base_url.as_deref(), preset.base_url) {
+        (Some(url), _) | (None, Some(url)) => match parse_url(url) {
+            Ok(u) => u,
+            Err(why) => {
+                ck.error(&path.key("base_url"), format_args!("`{url}`: {why}"));
+                return None;
+            }
+        },
+        (None, None) => {
+            ck.error(
+                path,
+                format_args!("`base_url` is required for kind \"{}\"", p.kind),
+            );
+            return None;
+        }
+    };
+    let key_env = p.api_key_env.as_deref().or(preset.key_env);
+    let api_key = match key_env {
+        Some(var) => match env(var).filter(|v| !v.is_empty()) {
+            Some(v) => Some(SecretString::from(v)),
+            None if preset.key_required || p.api_key_env.is_some() => {
+                ck.error(
+                    &path.key("api_key_env"),
+                    format_args!("environment variable `{var}` with the API key is not set"),
+                );
+                None
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let mut headers = Vec::with_capacity(p.headers.len());
+    for (k, v) in &p.headers {
+        let lower = k.to_ascii_lowercase();
+        if http_header_name_ok(&lower) && !v.contains(['\r', '\n']) {
+            headers.push((lower, v.clone()));
+        } else {
+            ck.error(&path.key("headers").key(k), "not a valid HTTP header");
+        }
+    }
+    if p.mock.is_some() && kind != ProviderKind::Mock {
+        ck.error(&path.key("mock"), "only allowed with kind = \"mock\"");
+    }
+    let mock =
+        (kind == ProviderKind::Mock).then(|| mock_settings(p.mock.as_ref(), &path.key("mock"), ck));
+    let ms = |v: Option<u64>, d: u64| Duration::from_millis(v.unwrap_or(d));
+    Some(ProviderConfig {
+        name: name.to_owned(),
+        kind,
+        base_url,
+        api_key,
+        auth: preset.auth,
+        api_version: p
+            .api_version
+            .clone()
+            .unwrap_or_else(|| "2024-10-21".to_owned()),
+        headers,
+        timeouts: Timeouts {
+            connect: ms(p.connect_timeout_ms, 5_000),
+            first_byte: ms(p.first_byte_timeout_ms, 300_000),
+            idle: ms(p.idle_timeout_ms, 120_000),
+        },
+        mock,
+    })
+}
+
+fn mock_settings(m: Option<&RawMock>, path: &ConfigPath, ck: &mut Checker<'_>) -> MockSettings {
+    let default = RawMock::default();
+    let m = m.unwrap_or(&default);
+    let listen = m.listen.clone().unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    if listen.parse::<SocketAddr>().is_err() {
+        ck.error(
+            &path.key("listen"),
+            format_args!("`{listen}` is not an IP:port address"),
+        );
+    }
+    MockSettings {
+        listen,
+        ttft: Duration::from_millis(m.ttft_ms.unwrap_or(0)),
+        chunk_delay: Duration::from_millis(m.chunk_delay_ms.unwrap_or(0)),
+        chunks: m.chunks.unwrap_or(8).max(1),
+    }
+}
+
+fn http_header_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn parse_key_hash(s: &str) -> Option<KeyHash> {
+    let hex_part = s.strip_prefix("sha256:")?;
+    let bytes = hex::decode(hex_part).ok()?;
+    Some(KeyHash(bytes.try_into().ok()?))
+}
+
+fn parse_url(url: &str) -> Result<UpstreamUrl, &'static str> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("must start with http:// or https://");
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() || authority.contains('@') {
+        return Err("needs a host (and no user info)");
+    }
+    if path.contains(['?', '#']) {
+        return Err("must not have a query or fragment");
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, tail) = v6.split_once(']').ok_or("unclosed `[` in host")?;
+        (h, tail.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().map_err(|_| "invalid port")?,
+        None if tls => 443,
+        None => 80,
+    };
+    Ok(UpstreamUrl {
+        tls,
+        host: host.to_owned(),
+        port,
+        path: path.trim_end_matches('/').to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("https://api.openai.com/v1/").expect("url");
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.path.as_str()),
+            (true, "api.openai.com", 443, "/v1")
+        );
+        assert_eq!(u.authority(), "api.openai.com");
+        let u = parse_url("http://[::1]:8080").expect("url");
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 8080, "")
+        );
+        assert_eq!(u.authority(), "[::1]:8080");
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("http://x:99999/v1").is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! Fault injection, per request, from `x-mock-*` headers.
+//!
+//! The gateway forwards a provider's configured `headers`, so a provider entry such as
+//! `headers = { "x-mock-status" = "503" }` turns a mock target into a failing one.
+
+use http::HeaderMap;
+use std::time::Duration;
+
+/// Faults and timing overrides for one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// `x-mock-status: 503`: answer with this status and an OpenAI-shaped error body.
+    pub status: Option<u16>,
+    /// `x-mock-fault-rate: 0.3`: apply `status` to this fraction of requests (default 1.0).
+    pub rate: Option<f64>,
+    /// `x-mock-latency-ms: 200`: wait before answering.
+    pub latency: Option<Duration>,
+    /// `x-mock-hang: 1`: never answer.
+    pub hang: bool,
+    /// `x-mock-reset-after: 3`: drop the connection after this many streamed chunks.
+    pub reset_after: Option<u32>,
+    /// `x-mock-malformed: 1`: answer 200 with a body that is not valid JSON.
+    pub malformed: bool,
+    /// `x-mock-ttft-ms`: overrides the time to first streamed chunk.
+    pub ttft: Option<Duration>,
+    /// `x-mock-chunk-delay-ms`: overrides the delay between streamed chunks.
+    pub chunk_delay: Option<Duration>,
+    /// `x-mock-chunks`: overrides the number of streamed content chunks.
+    pub chunks: Option<u32>,
+    /// `x-mock-retry-after: 2`: sent with an injected status.
+    pub retry_after: Option<String>,
+}
+
+impl Faults {
+    /// Reads the `x-mock-*` headers; unparsable values are ignored.
+    pub fn from_headers(h: &HeaderMap) -> Faults {
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+        let flag = |name: &str| get(name).is_some_and(|v| matches!(v, "1" | "true" | "yes"));
+        Faults {
+            status: num("x-mock-status").and_then(|s| u16::try_from(s).ok()),
+            rate: get("x-mock-fault-rate").and_then(|v| v.parse().ok()),
+            latency: num("x-mock-latency-ms").map(Duration::from_millis),
+            hang: flag("x-mock-hang"),
+            reset_after: num("x-mock-reset-after").and_then(|n| u32::try_from(n).ok()),
+            malformed: flag("x-mock-malformed"),
+            ttft: num("x-mock-ttft-ms").map(Duration::from_millis),
+            chunk_delay: num("x-mock-chunk-delay-ms").map(Duration::from_millis),
+            chunks: num("x-mock-chunks").and_then(|n| u32::try_from(n).ok()),
+            retry_after: get("x-mock-retry-after").map(str::to_owned),
+        }
+    }
+
+    /// The status to inject for this request, after rolling the fault rate.
+    pub fn injected_status(&self) -> Option<u16> {
+        let status = self.status?;
+        let rate = self.rate.unwrap_or(1.0);
+        (rate >= 1.0 || rand::random::<f64>() < rate).then_some(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-mock-status", "503".parse().expect("hv"));
+        h.insert("x-mock-hang", "true".parse().expect("hv"));
+        h.insert("x-mock-chunks", "nope".parse().expect("hv"));
+        let f = Faults::from_headers(&h);
+        assert_eq!(f.status, Some(503));
+        assert!(f.hang);
+        assert_eq!(f.chunks, None);
+        assert_eq!(f.injected_status(), Some(503));
+    }
+
+    #[test]
+    fn zero_rate_never_injects() {
+        let f = Faults {
+            status: Some(500),
+            rate: Some(0.0),
+            ..Faults::default()
+        };
+        assert!((0..100).all(|_| f.injected_status().is_none()));
+    }
+}

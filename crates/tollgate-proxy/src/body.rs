@@ -1,0 +1,55 @@
+//! Reading the request body whole, under `max_request_bytes`.
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+use tollgate_types::{ApiError, ErrorKind};
+
+/// Reads the whole request body, or fails with 413 as soon as it exceeds `limit`.
+///
+/// A declared `content-length` over the limit is refused before reading a byte. On 413 the rest
+/// of the body stays unread, so the caller must not reuse the connection.
+pub async fn read_bounded(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("request body exceeds the gateway's limit of {limit} bytes"),
+        )
+        .with_code("request_too_large")
+    };
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        // curl sends `Expect: 100-continue` for large bodies and waits a second without this.
+        let _ = session.as_downstream_mut().write_continue_response().await;
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("could not read the request body: {}", e.etype().as_str()),
+                ));
+            }
+        }
+    }
+}

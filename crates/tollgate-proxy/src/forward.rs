@@ -1,0 +1,162 @@
+//! Forwarding an upstream answer to the client: whole JSON bodies, or SSE chunk by chunk.
+
+use crate::context::RequestCtx;
+use crate::live::Provider;
+use crate::respond::{base_header, send_json};
+use crate::upstream::{AttemptError, Opened, next_chunk};
+use bytes::BytesMut;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use std::sync::Arc;
+use tollgate_providers::StreamSignal;
+use tollgate_types::{ApiError, ErrorKind};
+
+/// Largest upstream JSON body the gateway buffers.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How forwarding ended, once something has reached the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Forwarded {
+    /// The whole answer was delivered (possibly ending in an in-stream error event).
+    Done,
+    /// The client went away; the upstream connection is dropped so generation stops.
+    ClientGone,
+}
+
+/// Headers naming who served the request.
+fn served_headers(ctx: &RequestCtx) -> Vec<(&'static str, String)> {
+    let mut h = Vec::with_capacity(3);
+    if let Some((provider, model)) = &ctx.served_by {
+        h.push(("x-tollgate-provider", provider.clone()));
+        h.push(("x-tollgate-model", model.clone()));
+    }
+    h.push(("x-tollgate-attempts", ctx.attempts.to_string()));
+    h
+}
+
+/// Buffers a non-streamed answer, checks it, then sends it whole.
+///
+/// Buffering costs one body transfer on loopback-fast links and buys failover on a malformed
+/// 200, plus usage for accounting before the client sees anything.
+pub async fn forward_json(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    opened: &mut Opened,
+    provider: &Arc<Provider>,
+) -> Result<Forwarded, AttemptError> {
+    let status = opened.header.status.as_u16();
+    let idle = provider.config.timeouts.idle;
+    let mut body = BytesMut::new();
+    while let Some(chunk) = next_chunk(&mut opened.session, idle).await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(AttemptError::Malformed(
+                "response body too large".to_owned(),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let mut body = body.freeze();
+    if status < 300 {
+        let info = provider
+            .adapter
+            .parse_response(&body)
+            .map_err(|e| AttemptError::Malformed(e.to_string()))?;
+        ctx.usage = info.usage;
+    } else if !crate::llm::error_body_ok(&body) {
+        // A client error without an OpenAI-shaped body: say what happened in our shape.
+        let err = ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!("the provider rejected the request (HTTP {status})"),
+        );
+        body = err.body();
+    }
+    let headers = served_headers(ctx);
+    match send_json(session, ctx, status, body, &headers).await {
+        Ok(()) => Ok(Forwarded::Done),
+        Err(_) => Ok(Forwarded::ClientGone),
+    }
+}
+
+/// Streams an SSE answer as it arrives. The first chunk is awaited before the client gets a
+/// header, so an upstream that dies before saying anything can still fail over.
+pub async fn forward_stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    opened: &mut Opened,
+    provider: &Arc<Provider>,
+) -> Result<Forwarded, AttemptError> {
+    let timeouts = provider.config.timeouts;
+    let first = match next_chunk(&mut opened.session, timeouts.first_byte).await? {
+        Some(c) => c,
+        None => {
+            return Err(AttemptError::Broken(
+                "stream ended before any data".to_owned(),
+            ));
+        }
+    };
+    let mut observer = provider.adapter.stream_observer();
+    let header = stream_header(session, ctx)
+        .map_err(|e| AttemptError::Malformed(e.etype().as_str().to_owned()))?;
+    ctx.status = 200;
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_err()
+    {
+        return Ok(Forwarded::ClientGone);
+    }
+    let mut chunk = first;
+    loop {
+        for signal in observer.observe(&chunk) {
+            match signal {
+                StreamSignal::FirstToken => ctx.ttft = Some(ctx.started.elapsed()),
+                StreamSignal::Usage(u) => ctx.usage = Some(u),
+                StreamSignal::Error(e) => ctx.error = Some(format!("provider stream error: {e}")),
+                StreamSignal::Done => {}
+            }
+        }
+        if session
+            .write_response_body(Some(chunk), false)
+            .await
+            .is_err()
+        {
+            return Ok(Forwarded::ClientGone);
+        }
+        chunk = match next_chunk(&mut opened.session, timeouts.idle).await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                // Too late to fail over: tell the client in-band, then close the stream.
+                let kind = if matches!(e, AttemptError::Timeout(_)) {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::UpstreamFailed
+                };
+                let err = ApiError::new(kind, format!("upstream stream failed: {}", e.summary()))
+                    .with_code("upstream_stream_error");
+                ctx.error = Some(err.message.clone());
+                let _ = session
+                    .write_response_body(Some(err.sse_event()), false)
+                    .await;
+                break;
+            }
+        };
+    }
+    if session.write_response_body(None, true).await.is_err() {
+        return Ok(Forwarded::ClientGone);
+    }
+    Ok(Forwarded::Done)
+}
+
+fn stream_header(session: &Session, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
+    let mut h = base_header(200, ctx)?;
+    h.insert_header("content-type", "text/event-stream")?;
+    h.insert_header("cache-control", "no-cache")?;
+    for (k, v) in served_headers(ctx) {
+        h.insert_header(k, v)?;
+    }
+    if !session.as_downstream().is_http2() {
+        h.insert_header("transfer-encoding", "chunked")?;
+    }
+    Ok(h)
+}

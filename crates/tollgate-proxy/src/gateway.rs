@@ -1,0 +1,190 @@
+//! [`Gateway`]: the Pingora `ProxyHttp` implementation that serves every client request.
+
+use crate::auth::identify;
+use crate::body::read_bounded;
+use crate::context::RequestCtx;
+use crate::live::{LiveState, model_object};
+use crate::llm::{self, Payload};
+use crate::metrics::{RequestRecord, record_request};
+use crate::respond::{send_error, send_json};
+use crate::routes::{NoRoute, Route, match_route};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::connectors::http::Connector;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use std::sync::Arc;
+use tollgate_types::{ApiError, ErrorKind};
+
+/// The gateway service: live state plus the pooled upstream connector.
+pub struct Gateway {
+    live: Arc<ArcSwap<LiveState>>,
+    connector: Connector,
+}
+
+impl Gateway {
+    /// A gateway serving `live`, connecting upstream through `connector`.
+    pub fn new(live: Arc<ArcSwap<LiveState>>, connector: Connector) -> Self {
+        Gateway { live, connector }
+    }
+
+    async fn handle(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+        let req = session.req_header();
+        let route = match match_route(req.method.as_str(), req.uri.path()) {
+            Ok(route) => route,
+            Err(no) => {
+                let (kind, what) = match no {
+                    NoRoute::NotFound => (ErrorKind::NotFound, "Unknown request URL"),
+                    NoRoute::WrongMethod => (ErrorKind::MethodNotAllowed, "Method not allowed for"),
+                };
+                let msg = format!("{what}: {} {}", req.method, req.uri.path());
+                session.set_keepalive(None);
+                return send_error(session, ctx, &ApiError::new(kind, msg)).await;
+            }
+        };
+        match route {
+            Route::Liveliness => {
+                send_json(
+                    session,
+                    ctx,
+                    200,
+                    Bytes::from_static(b"{\"status\":\"alive\"}"),
+                    &[],
+                )
+                .await
+            }
+            Route::Readiness => {
+                let body =
+                    serde_json::json!({"status": "ready", "models": ctx.state.config.models.len()});
+                send_json(session, ctx, 200, Bytes::from(body.to_string()), &[]).await
+            }
+            Route::Models | Route::Model(_) | Route::ChatCompletions | Route::Embeddings => {
+                match identify(session.req_header(), &ctx.state) {
+                    Ok(tenant) => ctx.tenant = tenant,
+                    Err(e) => {
+                        session.set_keepalive(None); // the body, if any, stays unread
+                        return send_error(session, ctx, &e).await;
+                    }
+                }
+                self.handle_api(session, ctx, route).await
+            }
+        }
+    }
+
+    async fn handle_api(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: Route,
+    ) -> pingora::Result<()> {
+        let operation = match route {
+            Route::Models => {
+                let body = ctx.state.models_list.clone();
+                return send_json(session, ctx, 200, body, &[]).await;
+            }
+            Route::Model(id) => {
+                if ctx.state.model(&id).is_some() {
+                    let body = Bytes::from(model_object(&id).to_string());
+                    return send_json(session, ctx, 200, body, &[]).await;
+                }
+                let err = ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("The model `{id}` does not exist."),
+                )
+                .with_code("model_not_found")
+                .with_param("model");
+                return send_error(session, ctx, &err).await;
+            }
+            Route::ChatCompletions => "chat",
+            Route::Embeddings => "embeddings",
+            Route::Liveliness | Route::Readiness => return Ok(()),
+        };
+        ctx.operation = operation;
+        let limit = ctx.state.config.limits.max_request_bytes;
+        let body = match read_bounded(session, limit).await {
+            Ok(b) => b,
+            Err(e) => {
+                session.set_keepalive(None);
+                return send_error(session, ctx, &e).await;
+            }
+        };
+        match Payload::parse(operation, &body) {
+            Ok(payload) => llm::serve(session, ctx, &self.connector, payload).await,
+            Err(e) => send_error(session, ctx, &e).await,
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    /// Loads the live state once; the request keeps this version to its end.
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.live.load_full())
+    }
+
+    /// Never reached: every request is answered in `request_filter`.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "tollgate serves every route in request_filter",
+        ))
+    }
+
+    /// Serves the request entirely and returns `Ok(true)`, so Pingora's proxy phases never run.
+    /// A failed write to the client only disables keep-alive: there is no one left to tell.
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        if let Err(e) = self.handle(session, ctx).await {
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "Client write failed.");
+            session.set_keepalive(None);
+        }
+        Ok(true)
+    }
+
+    /// Records metrics and the request log line.
+    async fn logging(
+        &self,
+        _session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
+        let duration = ctx.started.elapsed();
+        let provider = ctx.served_by.as_ref().map_or("none", |(p, _)| p.as_str());
+        record_request(&RequestRecord {
+            operation: ctx.operation,
+            model: ctx.model.as_deref().unwrap_or("unknown"),
+            provider,
+            status: ctx.status,
+            duration,
+            ttft: ctx.ttft,
+            usage: ctx.usage,
+        });
+        if ctx.operation != "none" {
+            tracing::info!(
+                request_id = %ctx.request_id,
+                tenant = ctx.tenant.as_deref().unwrap_or("-"),
+                model = ctx.model.as_deref().unwrap_or("-"),
+                provider,
+                upstream_model = ctx.served_by.as_ref().map_or("-", |(_, m)| m.as_str()),
+                status = ctx.status,
+                attempts = ctx.attempts,
+                duration_ms = duration.as_millis() as u64,
+                ttft_ms = ctx.ttft.map(|t| t.as_millis() as u64),
+                input_tokens = ctx.usage.map(|u| u.input_tokens),
+                output_tokens = ctx.usage.map(|u| u.output_tokens),
+                error = ctx.error.as_deref(),
+                "Request finished."
+            );
+        }
+    }
+}

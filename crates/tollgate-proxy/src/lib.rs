@@ -1,0 +1,28 @@
+//! The Tollgate proxy core: a Pingora service that serves the OpenAI-compatible API.
+//!
+//! Every LLM request is served inside `request_filter` ([`gateway::Gateway`]): the body is read
+//! whole under a limit ([`body`]), parsed into canonical types, and each upstream attempt is
+//! built afresh by the provider's adapter and driven through Pingora's pooled connector
+//! ([`upstream`]). That keeps failover possible for bodies of any size, which Pingora's own
+//! 64 KiB retry buffer cannot do. Answers go back whole or as SSE chunk by chunk ([`forward`]).
+//!
+//! - [`live::LiveState`]: one immutable config version, loaded once per request.
+//! - [`server::run`]: assembles the proxy listener, the admin listener ([`admin`]) and any
+//!   in-process mock providers, then runs Pingora.
+//! - [`metrics`]: every exported metric, named in one place.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod context;
+pub mod forward;
+pub mod gateway;
+pub mod live;
+pub mod llm;
+pub mod metrics;
+pub mod respond;
+pub mod routes;
+pub mod server;
+pub mod upstream;
+
+pub use server::{ServeError, ServeOptions, run};

@@ -1,0 +1,217 @@
+//! The LLM endpoints: parse, resolve the model, try its targets in order, forward the answer.
+//!
+//! Pingora's own retry path replays at most 64 KiB of request body, so these endpoints are
+//! served entirely here: the parsed request stays in hand, and each attempt gets a request built
+//! afresh by the provider's adapter. Failover is possible until the first byte reaches the client.
+
+use crate::context::RequestCtx;
+use crate::forward::{Forwarded, forward_json, forward_stream};
+use crate::live::Provider;
+use crate::metrics::record_attempt;
+use crate::respond::send_error;
+use crate::upstream::{AttemptError, open};
+use bytes::Bytes;
+use pingora::connectors::http::Connector;
+use pingora::proxy::Session;
+use std::sync::Arc;
+use tollgate_providers::{Disposition, UpstreamRequest, classify_status};
+use tollgate_types::{ApiError, ChatRequest, EmbeddingsRequest, ErrorKind};
+
+/// A parsed LLM request.
+pub enum Payload {
+    /// `/v1/chat/completions`
+    Chat(ChatRequest),
+    /// `/v1/embeddings`
+    Embeddings(EmbeddingsRequest),
+}
+
+impl Payload {
+    /// Parses `body` for the given operation.
+    pub fn parse(operation: &'static str, body: &[u8]) -> Result<Payload, ApiError> {
+        let invalid = |e: serde_json::Error| {
+            let msg = e.to_string();
+            let param = ["messages", "model", "input"]
+                .into_iter()
+                .find(|f| msg.contains(&format!("`{f}`")));
+            let err = ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!("invalid request body: {msg}"),
+            );
+            match param {
+                Some(p) => err.with_param(p),
+                None => err,
+            }
+        };
+        let payload = if operation == "chat" {
+            let req: ChatRequest = serde_json::from_slice(body).map_err(invalid)?;
+            if req.messages.is_empty() {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    "`messages` must not be empty",
+                )
+                .with_param("messages"));
+            }
+            Payload::Chat(req)
+        } else {
+            Payload::Embeddings(serde_json::from_slice(body).map_err(invalid)?)
+        };
+        if payload.model().is_empty() {
+            return Err(
+                ApiError::new(ErrorKind::InvalidRequest, "`model` must not be empty")
+                    .with_param("model"),
+            );
+        }
+        Ok(payload)
+    }
+
+    fn model(&self) -> &str {
+        match self {
+            Payload::Chat(r) => &r.model,
+            Payload::Embeddings(r) => &r.model,
+        }
+    }
+
+    fn is_stream(&self) -> bool {
+        matches!(self, Payload::Chat(r) if r.is_stream())
+    }
+
+    fn build(&self, provider: &Provider, upstream_model: &str) -> Result<UpstreamRequest, String> {
+        let built = match self {
+            Payload::Chat(r) => provider
+                .adapter
+                .chat_request(&provider.config, r, upstream_model),
+            Payload::Embeddings(r) => {
+                provider
+                    .adapter
+                    .embeddings_request(&provider.config, r, upstream_model)
+            }
+        };
+        built.map_err(|e| e.to_string())
+    }
+}
+
+/// Serves one parsed LLM request to the end.
+pub async fn serve(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    connector: &Connector,
+    payload: Payload,
+) -> pingora::Result<()> {
+    let state = ctx.state.clone();
+    let Some(model) = state.model(payload.model()) else {
+        let err = ApiError::new(
+            ErrorKind::NotFound,
+            format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                payload.model()
+            ),
+        )
+        .with_code("model_not_found")
+        .with_param("model");
+        return send_error(session, ctx, &err).await;
+    };
+    ctx.model = Some(model.name.clone());
+    let mut failures: Vec<(String, String, AttemptError)> = Vec::new();
+    for target in state.attempt_order(model) {
+        let Some(provider) = state.provider(&target.provider) else {
+            continue; // validated at load; unreachable unless the config changes shape
+        };
+        ctx.attempts += 1;
+        let outcome = attempt(session, ctx, connector, provider, &target.model, &payload).await;
+        match outcome {
+            Ok(Forwarded::Done) => {
+                record_attempt(&provider.config.name, "ok");
+                return Ok(());
+            }
+            Ok(Forwarded::ClientGone) => {
+                record_attempt(&provider.config.name, "ok");
+                session.set_keepalive(None);
+                return Ok(());
+            }
+            Err(e) => {
+                record_attempt(&provider.config.name, e.outcome());
+                tracing::warn!(request_id = %ctx.request_id, provider = %provider.config.name,
+                    model = %target.model, attempt = ctx.attempts, error = %e.summary(),
+                    "Upstream attempt failed; trying the next target.");
+                failures.push((provider.config.name.clone(), target.model.clone(), e));
+            }
+        }
+    }
+    let err = all_failed(&failures);
+    send_error(session, ctx, &err).await
+}
+
+/// One attempt. `Err` means nothing has reached the client and the next target may be tried.
+async fn attempt(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    connector: &Connector,
+    provider: &Arc<Provider>,
+    upstream_model: &str,
+    payload: &Payload,
+) -> Result<Forwarded, AttemptError> {
+    let req = payload
+        .build(provider, upstream_model)
+        .map_err(AttemptError::Malformed)?;
+    let mut opened = open(connector, &provider.config, &req).await?;
+    let status = opened.header.status.as_u16();
+    match classify_status(status) {
+        Disposition::Failover => return Err(AttemptError::Status(status)),
+        Disposition::Success | Disposition::ClientError => {}
+    }
+    ctx.served_by = Some((provider.config.name.clone(), upstream_model.to_owned()));
+    let stream = payload.is_stream() && status < 300;
+    let result = if stream {
+        forward_stream(session, ctx, &mut opened, provider).await
+    } else {
+        forward_json(session, ctx, &mut opened, provider).await
+    };
+    if matches!(result, Ok(Forwarded::Done)) && opened.session.response_done() {
+        connector
+            .release_http_session(opened.session, &opened.peer, None)
+            .await;
+    }
+    result
+}
+
+/// The error for a request whose every target failed: 504 if all timed out, 503 if none could be
+/// reached, 502 otherwise, with each attempt summarised.
+fn all_failed(failures: &[(String, String, AttemptError)]) -> ApiError {
+    if failures.is_empty() {
+        return ApiError::new(
+            ErrorKind::Unavailable,
+            "no upstream target is available for this model",
+        );
+    }
+    let all = |f: fn(&AttemptError) -> bool| failures.iter().all(|(_, _, e)| f(e));
+    let kind = if all(|e| matches!(e, AttemptError::Timeout(_))) {
+        ErrorKind::Timeout
+    } else if all(|e| {
+        matches!(
+            e,
+            AttemptError::Connect(_) | AttemptError::Resolve(_) | AttemptError::Timeout("connect")
+        )
+    }) {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::UpstreamFailed
+    };
+    let summary: Vec<String> = failures
+        .iter()
+        .map(|(p, m, e)| format!("{p}/{m}: {}", e.summary()))
+        .collect();
+    ApiError::new(
+        kind,
+        format!(
+            "all {} upstream attempts failed: {}",
+            failures.len(),
+            summary.join("; ")
+        ),
+    )
+    .with_code("upstream_failed")
+}
+
+/// Reads an upstream error body to forward it (400-class errors the client caused).
+pub fn error_body_ok(body: &Bytes) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some())
+}

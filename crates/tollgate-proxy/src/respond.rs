@@ -1,0 +1,51 @@
+//! Writing responses to the client: common headers, JSON bodies, OpenAI-shaped errors.
+
+use crate::context::RequestCtx;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use tollgate_types::ApiError;
+
+/// A response header with the headers every response carries (`x-request-id`).
+pub fn base_header(status: u16, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
+    let mut h = ResponseHeader::build(status, Some(8))?;
+    h.insert_header("x-request-id", ctx.request_id.as_str())?;
+    Ok(h)
+}
+
+/// Sends a complete JSON response.
+pub async fn send_json(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    body: Bytes,
+    extra: &[(&'static str, String)],
+) -> pingora::Result<()> {
+    let mut h = base_header(status, ctx)?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    for (k, v) in extra {
+        h.insert_header(*k, v.as_str())?;
+    }
+    ctx.status = status;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(h), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Sends an OpenAI-shaped error. A request body left unread makes the connection unusable, so
+/// callers that did not drain it should disable keep-alive first.
+pub async fn send_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    err: &ApiError,
+) -> pingora::Result<()> {
+    tracing::debug!(request_id = %ctx.request_id, status = err.status(), message = %err.message, "Request rejected.");
+    ctx.error = Some(err.message.clone());
+    send_json(session, ctx, err.status(), err.body(), &[]).await
+}

@@ -1,0 +1,165 @@
+//! One upstream attempt: resolve, connect through Pingora's pooled connector, send the request
+//! an adapter built, and read the response header under a deadline.
+
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tollgate_config::ProviderConfig;
+use tollgate_providers::UpstreamRequest;
+
+/// Why an attempt failed. Messages name the provider's host at most, never a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptError {
+    /// DNS resolution failed.
+    Resolve(String),
+    /// TCP or TLS connect failed, or the connection broke before a response header.
+    Connect(String),
+    /// A deadline passed (`connect`, `first byte`, `idle`).
+    Timeout(&'static str),
+    /// The provider answered with a status that calls for failover.
+    Status(u16),
+    /// The provider answered 2xx with a body that is not what its API documents.
+    Malformed(String),
+    /// The response body broke off before it was complete.
+    Broken(String),
+}
+
+impl AttemptError {
+    /// A bounded label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            AttemptError::Resolve(_) => "resolve_error",
+            AttemptError::Connect(_) => "connect_error",
+            AttemptError::Timeout(_) => "timeout",
+            AttemptError::Status(429) => "rate_limited",
+            AttemptError::Status(401 | 403) => "auth_error",
+            AttemptError::Status(404) => "not_found",
+            AttemptError::Status(s) if *s >= 500 => "server_error",
+            AttemptError::Status(_) => "http_error",
+            AttemptError::Malformed(_) => "malformed",
+            AttemptError::Broken(_) => "broken",
+        }
+    }
+
+    /// A one-line summary for clients and logs.
+    pub fn summary(&self) -> String {
+        match self {
+            AttemptError::Resolve(m) => format!("DNS error ({m})"),
+            AttemptError::Connect(m) => format!("connect error ({m})"),
+            AttemptError::Timeout(what) => format!("{what} timeout"),
+            AttemptError::Status(s) => format!("HTTP {s}"),
+            AttemptError::Malformed(m) => format!("malformed response ({m})"),
+            AttemptError::Broken(m) => format!("response broke off ({m})"),
+        }
+    }
+}
+
+/// An upstream response whose header has arrived.
+pub struct Opened {
+    /// The session, to read the body from and release to the pool.
+    pub session: HttpSession,
+    /// The response header.
+    pub header: ResponseHeader,
+    /// The peer, needed to release the session.
+    pub peer: HttpPeer,
+}
+
+/// Sends `req` to `provider` and waits for the response header.
+///
+/// A pooled connection the provider already closed fails on first use; that is retried once on
+/// another connection, since nothing has been processed upstream.
+pub async fn open(
+    connector: &Connector,
+    provider: &ProviderConfig,
+    req: &UpstreamRequest,
+) -> Result<Opened, AttemptError> {
+    let peer = peer_for(provider).await?;
+    let mut last = AttemptError::Connect("no attempt".to_owned());
+    for _ in 0..2 {
+        let (mut session, reused) = match connector.get_http_session(&peer).await {
+            Ok(s) => s,
+            Err(e) => {
+                let timeout = matches!(e.etype(), pingora::ErrorType::ConnectTimedout);
+                return Err(if timeout {
+                    AttemptError::Timeout("connect")
+                } else {
+                    AttemptError::Connect(e.etype().as_str().to_lowercase())
+                });
+            }
+        };
+        match tokio::time::timeout(provider.timeouts.first_byte, exchange(&mut session, req)).await
+        {
+            Ok(Ok(header)) => {
+                return Ok(Opened {
+                    session,
+                    header,
+                    peer,
+                });
+            }
+            Ok(Err(e)) if reused => last = e,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(AttemptError::Timeout("first byte")),
+        }
+    }
+    Err(last)
+}
+
+async fn exchange(
+    session: &mut HttpSession,
+    req: &UpstreamRequest,
+) -> Result<ResponseHeader, AttemptError> {
+    let broken = |e: Box<pingora::Error>| AttemptError::Connect(e.etype().as_str().to_lowercase());
+    let mut header = RequestHeader::build(req.method, req.path.as_bytes(), Some(req.headers.len()))
+        .map_err(broken)?;
+    for (name, value) in &req.headers {
+        header
+            .insert_header(*name, value.as_str())
+            .map_err(broken)?;
+    }
+    session
+        .write_request_header(Box::new(header))
+        .await
+        .map_err(broken)?;
+    session
+        .write_request_body(req.body.clone(), true)
+        .await
+        .map_err(broken)?;
+    session.finish_request_body().await.map_err(broken)?;
+    session.read_response_header().await.map_err(broken)?;
+    session
+        .response_header()
+        .cloned()
+        .ok_or_else(|| AttemptError::Connect("no response header".to_owned()))
+}
+
+async fn peer_for(provider: &ProviderConfig) -> Result<HttpPeer, AttemptError> {
+    let url = &provider.base_url;
+    let addr = match url.host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, url.port),
+        Err(_) => tokio::net::lookup_host((url.host.as_str(), url.port))
+            .await
+            .map_err(|e| AttemptError::Resolve(format!("{}: {e}", url.host)))?
+            .next()
+            .ok_or_else(|| AttemptError::Resolve(format!("{}: no address", url.host)))?,
+    };
+    let mut peer = HttpPeer::new(addr, url.tls, url.host.clone());
+    peer.options.connection_timeout = Some(provider.timeouts.connect);
+    peer.options.total_connection_timeout = Some(provider.timeouts.connect);
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    Ok(peer)
+}
+
+/// Reads the next body chunk under the idle deadline.
+pub async fn next_chunk(
+    session: &mut HttpSession,
+    idle: Duration,
+) -> Result<Option<bytes::Bytes>, AttemptError> {
+    match tokio::time::timeout(idle, session.read_response_body()).await {
+        Ok(Ok(chunk)) => Ok(chunk),
+        Ok(Err(e)) => Err(AttemptError::Broken(e.etype().as_str().to_lowercase())),
+        Err(_) => Err(AttemptError::Timeout("idle")),
+    }
+}

@@ -1,0 +1,151 @@
+//! Errors that reach clients, rendered in OpenAI's error shape.
+
+use serde_json::json;
+
+/// What went wrong, from the client's point of view. One variant maps to one HTTP status and
+/// one OpenAI error `type`: both tables live here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed JSON, a missing field, an unsupported route. 400.
+    InvalidRequest,
+    /// Missing or unknown virtual key. 401.
+    Authentication,
+    /// Unknown model alias or route. 404.
+    NotFound,
+    /// Method not allowed on the route. 405.
+    MethodNotAllowed,
+    /// Request body over `max_request_bytes`. 413.
+    PayloadTooLarge,
+    /// Every upstream attempt failed with an upstream error. 502.
+    UpstreamFailed,
+    /// Every upstream attempt failed to connect, or no target is available. 503.
+    Unavailable,
+    /// Every upstream attempt timed out. 504.
+    Timeout,
+    /// A bug or an unexpected condition inside the gateway. 500.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status of this kind.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::Authentication => 401,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::Internal => 500,
+            ErrorKind::UpstreamFailed => 502,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Timeout => 504,
+        }
+    }
+
+    /// The OpenAI error `type` of this kind.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::PayloadTooLarge => "invalid_request_error",
+            ErrorKind::Authentication => "authentication_error",
+            ErrorKind::UpstreamFailed | ErrorKind::Unavailable | ErrorKind::Timeout => {
+                "upstream_error"
+            }
+            ErrorKind::Internal => "server_error",
+        }
+    }
+}
+
+/// An error for a client: kind, message, and OpenAI's optional `param` and `code`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// The kind, which decides the status and `type`.
+    pub kind: ErrorKind,
+    /// A human-readable message. Never contains a secret.
+    pub message: String,
+    /// The offending request parameter, if any.
+    pub param: Option<&'static str>,
+    /// A machine-readable code (`model_not_found`, `invalid_api_key`, ...).
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// A new error with no `param` or `code`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// Sets the `code`.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// Sets the `param`.
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    /// `{"error":{"message","type","param","code"}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind.error_type(),
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+    }
+
+    /// The JSON body as bytes.
+    pub fn body(&self) -> bytes::Bytes {
+        bytes::Bytes::from(self.to_json().to_string())
+    }
+
+    /// The error as one SSE event, for failures after a stream has started.
+    pub fn sse_event(&self) -> bytes::Bytes {
+        bytes::Bytes::from(format!("data: {}\n\n", self.to_json()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_shape() {
+        let e = ApiError::new(ErrorKind::NotFound, "no such model")
+            .with_code("model_not_found")
+            .with_param("model");
+        let v = e.to_json();
+        assert_eq!(e.status(), 404);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert_eq!(v["error"]["message"], "no such model");
+    }
+
+    #[test]
+    fn sse_event_is_one_data_line() {
+        let e = ApiError::new(ErrorKind::Timeout, "idle");
+        let s = String::from_utf8(e.sse_event().to_vec()).expect("utf8");
+        assert!(s.starts_with("data: {\"error\":"));
+        assert!(s.ends_with("\n\n"));
+        assert_eq!(s.matches('\n').count(), 2);
+    }
+}

@@ -1,0 +1,16 @@
+//! Canonical types shared by every Tollgate crate.
+//!
+//! - [`ChatRequest`] / [`Message`]: the OpenAI-shaped chat request every inbound API is parsed
+//!   into. Fields Tollgate does not interpret are kept verbatim in `extra`, so OpenAI-family
+//!   providers receive them unchanged.
+//! - [`EmbeddingsRequest`]: the same idea for `/v1/embeddings`.
+//! - [`Usage`]: token usage, with one documented convention for cached tokens.
+//! - [`ApiError`] / [`ErrorKind`]: the errors clients see, rendered as OpenAI-shaped JSON.
+
+mod chat;
+mod error;
+mod usage;
+
+pub use chat::{ChatRequest, EmbeddingsRequest, Message, StreamOptions};
+pub use error::{ApiError, ErrorKind};
+pub use usage::Usage;
