@@ -10,7 +10,8 @@ use tollgate_providers::Adapter;
 use tollgate_types::ChatRequest;
 
 fn chat_body(prompt_bytes: usize) -> Vec<u8> {
-    let prompt: String = "The quick brown fox jumps over the lazy dog. ".repeat(prompt_bytes / 45 + 1);
+    let prompt: String =
+        "The quick brown fox jumps over the lazy dog. ".repeat(prompt_bytes / 45 + 1);
     serde_json::to_vec(&serde_json::json!({
         "model": "bench",
         "messages": [
@@ -56,7 +57,11 @@ fn benches(c: &mut Criterion) {
         });
         let req: ChatRequest = serde_json::from_slice(&body).expect("parse");
         c.bench_function(&format!("build_upstream_request/{size}B"), |b| {
-            b.iter(|| adapter.chat_request(provider, black_box(&req), "gpt-4o-mini").expect("build"))
+            b.iter(|| {
+                adapter
+                    .chat_request(provider, black_box(&req), "gpt-4o-mini")
+                    .expect("build")
+            })
         });
     }
     let stream = sse_stream(64);

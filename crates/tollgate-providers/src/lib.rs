@@ -31,7 +31,7 @@ pub struct UpstreamRequest {
     /// Path and query, starting with `/`.
     pub path: String,
     /// Headers, including `host`, `content-type`, `content-length` and credentials.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(std::borrow::Cow<'static, str>, String)>,
     /// The body.
     pub body: Bytes,
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use tollgate_config::{AuthStyle, ProviderConfig};
 use tollgate_types::{ChatRequest, EmbeddingsRequest, Message, StreamOptions, Usage};
 
@@ -106,20 +107,22 @@ impl OpenAiDialect {
                 )
             }
         };
-        let mut headers: Vec<(&'static str, String)> = Vec::with_capacity(6 + p.headers.len());
-        headers.push(("host", p.base_url.authority()));
-        headers.push(("content-type", "application/json".to_owned()));
-        headers.push(("accept", accept.to_owned()));
-        headers.push(("content-length", body.len().to_string()));
+        let mut headers: Vec<(Cow<'static, str>, String)> = Vec::with_capacity(6 + p.headers.len());
+        // Configured extra headers first; the protocol headers below are inserted after them
+        // and so win on a clash.
+        for (name, value) in &p.headers {
+            headers.push((Cow::Owned(name.clone()), value.clone()));
+        }
+        headers.push(("host".into(), p.base_url.authority()));
+        headers.push(("content-type".into(), "application/json".to_owned()));
+        headers.push(("accept".into(), accept.to_owned()));
+        headers.push(("content-length".into(), body.len().to_string()));
         if let Some(key) = &p.api_key {
-            match p.auth {
-                AuthStyle::Bearer => {
-                    headers.push(("authorization", format!("Bearer {}", key.expose_secret())));
-                }
-                AuthStyle::ApiKeyHeader => {
-                    headers.push(("api-key", key.expose_secret().to_owned()))
-                }
-            }
+            let (name, value) = match p.auth {
+                AuthStyle::Bearer => ("authorization", format!("Bearer {}", key.expose_secret())),
+                AuthStyle::ApiKeyHeader => ("api-key", key.expose_secret().to_owned()),
+            };
+            headers.push((name.into(), value));
         }
         UpstreamRequest {
             method: "POST",

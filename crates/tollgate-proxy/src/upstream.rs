@@ -5,6 +5,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tollgate_config::ProviderConfig;
@@ -115,9 +116,11 @@ async fn exchange(
     let mut header = RequestHeader::build(req.method, req.path.as_bytes(), Some(req.headers.len()))
         .map_err(broken)?;
     for (name, value) in &req.headers {
-        header
-            .insert_header(*name, value.as_str())
-            .map_err(broken)?;
+        let inserted = match name {
+            Cow::Borrowed(n) => header.insert_header(*n, value.as_str()),
+            Cow::Owned(n) => header.insert_header(n.clone(), value.as_str()),
+        };
+        inserted.map_err(broken)?;
     }
     session
         .write_request_header(Box::new(header))

@@ -1,0 +1,74 @@
+use std::io::Write as _;
+use std::process::Command;
+
+fn check(config: &str) -> (bool, String, String) {
+    let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+    f.write_all(config.as_bytes()).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(f.path())
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .expect("run check");
+    let path = f.path().display().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&path, "FILE");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+#[test]
+fn unknown_provider_is_reported_with_file_line_and_path() {
+    let (ok, _, err) = check(
+        "[providers.openai]\nkind = \"openai_compatible\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n\
+         [models.gpt-4o]\ntargets = [\n  { provider = \"openai\", model = \"a\" },\n  { provider = \"opnai\", model = \"b\" },\n]\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("FILE:8:16: models.gpt-4o.targets[1].provider: unknown provider \"opnai\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn syntax_and_unknown_fields_are_reported_with_position() {
+    let (ok, _, err) = check("[server]\nlisten = \"127.0.0.1:4000\"\nlisten_typo = 1\n");
+    assert!(!ok);
+    assert!(
+        err.starts_with("FILE:3:1: unknown field `listen_typo`"),
+        "{err}"
+    );
+    let (ok, _, err) = check("[server\n");
+    assert!(!ok);
+    assert!(err.starts_with("FILE:1:"), "{err}");
+}
+
+#[test]
+fn missing_environment_variables_are_named() {
+    let (ok, _, err) = check(
+        "[providers.up]\nkind = \"openai_compatible\"\nbase_url = \"${TOLLGATE_TEST_UNSET_VAR}\"\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("FILE:3:12: providers.up.base_url: environment variable `TOLLGATE_TEST_UNSET_VAR` is not set"), "{err}");
+    let (ok, _, err) = check("[providers.openai]\nkind = \"openai\"\n");
+    assert!(!ok);
+    assert!(err.contains("`OPENAI_API_KEY`"), "{err}");
+}
+
+#[test]
+fn the_shipped_examples_are_valid() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
+    for name in ["quickstart.toml", "bench.toml"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["check", "--config", &format!("{root}{name}")])
+            .output()
+            .expect("run check");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

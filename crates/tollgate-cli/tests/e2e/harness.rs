@@ -1,0 +1,129 @@
+//! Starting a gateway process and talking to it.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound then released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running `tollgate serve`, killed on drop.
+pub struct Gateway {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// `http://127.0.0.1:ADMIN_PORT`
+    pub admin_url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The key every test config accepts.
+pub const KEY: &str = "sk-test";
+
+/// `[server]`, `[[keys]]` and the given providers/models, as one config.
+pub fn config_with(body: &str, port: u16, admin: u16, dir: &std::path::Path) -> String {
+    let hash = tollgate_hash(KEY);
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nthreads = 2\n\
+         pid_file = \"{d}/tollgate.pid\"\nupgrade_sock = \"{d}/upgrade.sock\"\n\n{body}\n\n\
+         [[keys]]\nname = \"test\"\nhash = \"{hash}\"\ntenant = \"t1\"\n",
+        d = dir.display()
+    )
+}
+
+fn tollgate_hash(key: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["hash-key", key])
+        .output()
+        .expect("hash-key");
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
+impl Gateway {
+    /// Starts a gateway with `body` (providers and models) and waits until it is ready.
+    pub async fn start(body: &str) -> Gateway {
+        Self::start_with(body, &[]).await
+    }
+
+    /// Same, with extra environment variables.
+    pub async fn start_with(body: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (port, admin) = (free_port(), free_port());
+        let path = dir.path().join("tollgate.toml");
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(config_with(body, port, admin, dir.path()).as_bytes()))
+            .expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tollgate");
+        let gw = Gateway {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            admin_url: format!("http://127.0.0.1:{admin}"),
+            _dir: dir,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            let ready = client
+                .get(format!("{}/health/readiness", self.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway did not become ready at {}", self.url);
+    }
+
+    /// A POST to `path` with the test key and a JSON body.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A provider entry pointing at a mock, with optional `x-mock-*` headers.
+pub fn mock_provider(name: &str, base_url: &str, headers: &str) -> String {
+    format!(
+        "[providers.{name}]\nkind = \"openai_compatible\"\nbase_url = \"{base_url}\"\n\
+         connect_timeout_ms = 1000\nfirst_byte_timeout_ms = 2000\nidle_timeout_ms = 2000\n\
+         headers = {{ {headers} }}\n"
+    )
+}
+
+/// A minimal chat body.
+pub fn chat(model: &str, content: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]})
+}

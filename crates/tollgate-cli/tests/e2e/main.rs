@@ -1,0 +1,17 @@
+//! End-to-end tests: the real `tollgate` binary in front of in-test mock providers.
+//!
+//! Each test writes a config, starts `tollgate serve` on free ports, and talks to it over HTTP
+//! the way a client would. Mock providers run in the test process so calls can be counted.
+
+mod harness;
+
+// Config validation and `tollgate check`.
+mod check;
+// Client errors: 400, 401, 404, 405, 413.
+mod errors;
+// Failover across targets, including bodies far over Pingora's 64 KiB retry buffer.
+mod failover;
+// SSE streaming: chunk timing, usage, mid-stream failures.
+mod streaming;
+// Admin listener: metrics and health.
+mod admin;
