@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit, integration and end-to-end tests, then the official-SDK tests
+# (the `openai` Python package in a venv) against `tollgate serve` and its built-in mock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tests/setup.sh
+
+cargo build --workspace --bins
+cargo test --workspace
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+TOLLGATE_BIN="$PWD/target/debug/tollgate" .venv/bin/python -m pytest tests/e2e -q
