@@ -119,7 +119,11 @@ impl StreamObserver {
                 };
                 if let Some(err) = v.get("error") {
                     signals.push(StreamSignal::Error(err.to_string()));
-                } else if let Some(u) = v.get("usage").and_then(usage_from_openai_family) {
+                } else if let Some(u) = v
+                    .get("usage")
+                    .or_else(|| v.pointer("/x_groq/usage")) // Groq streams put usage here
+                    .and_then(usage_from_openai_family)
+                {
                     signals.push(StreamSignal::Usage(u));
                 }
             }

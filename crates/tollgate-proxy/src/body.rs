@@ -4,6 +4,9 @@ use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 use tollgate_types::{ApiError, ErrorKind};
 
+/// Longest pause allowed between two pieces of a request body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reads the whole request body, or fails with 413 as soon as it exceeds `limit`.
 ///
 /// A declared `content-length` over the limit is refused before reading a byte. On 413 the rest
@@ -34,6 +37,8 @@ pub async fn read_bounded(session: &mut Session, limit: usize) -> Result<Bytes, 
         // curl sends `Expect: 100-continue` for large bodies and waits a second without this.
         let _ = session.as_downstream_mut().write_continue_response().await;
     }
+    // A client that stops sending mid-body must not hold a worker forever.
+    session.set_read_timeout(Some(BODY_READ_TIMEOUT));
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
     loop {
         match session.read_request_body().await {

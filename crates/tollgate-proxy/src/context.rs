@@ -5,6 +5,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_types::Usage;
 
+/// What a request does, as far as metrics and logs care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `/v1/chat/completions`
+    Chat,
+    /// `/v1/embeddings`
+    Embeddings,
+    /// Health probes: not counted, so probes do not drown real traffic.
+    Health,
+    /// Anything else (model listing, rejected requests).
+    Other,
+}
+
+impl Operation {
+    /// The OTel `gen_ai.operation.name` value, or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::Embeddings => "embeddings",
+            Operation::Health => "health",
+            Operation::Other => "none",
+        }
+    }
+
+    /// Whether this is an LLM call (logged and measured as one).
+    pub fn is_llm(self) -> bool {
+        matches!(self, Operation::Chat | Operation::Embeddings)
+    }
+}
+
 /// Everything one request accumulates on its way through the pipeline.
 pub struct RequestCtx {
     /// Our request id, echoed in `x-request-id`.
@@ -13,8 +43,8 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The config version this request runs on, start to end.
     pub state: Arc<LiveState>,
-    /// `chat`, `embeddings`, or `none` for non-LLM routes.
-    pub operation: &'static str,
+    /// What kind of request this is.
+    pub operation: Operation,
     /// The configured alias that was asked for, once known to exist.
     pub model: Option<String>,
     /// The tenant of the caller's key.
@@ -40,7 +70,7 @@ impl RequestCtx {
             request_id: uuid::Uuid::now_v7().simple().to_string(),
             started: Instant::now(),
             state,
-            operation: "none",
+            operation: Operation::Other,
             model: None,
             tenant: None,
             served_by: None,

@@ -2,7 +2,7 @@
 
 use crate::auth::identify;
 use crate::body::read_bounded;
-use crate::context::RequestCtx;
+use crate::context::{Operation, RequestCtx};
 use crate::live::{LiveState, model_object};
 use crate::llm::{self, Payload};
 use crate::metrics::{RequestRecord, record_request};
@@ -45,6 +45,7 @@ impl Gateway {
         };
         match route {
             Route::Liveliness => {
+                ctx.operation = Operation::Health;
                 send_json(
                     session,
                     ctx,
@@ -55,6 +56,7 @@ impl Gateway {
                 .await
             }
             Route::Readiness => {
+                ctx.operation = Operation::Health;
                 let body =
                     serde_json::json!({"status": "ready", "models": ctx.state.config.models.len()});
                 send_json(session, ctx, 200, Bytes::from(body.to_string()), &[]).await
@@ -96,8 +98,8 @@ impl Gateway {
                 .with_param("model");
                 return send_error(session, ctx, &err).await;
             }
-            Route::ChatCompletions => "chat",
-            Route::Embeddings => "embeddings",
+            Route::ChatCompletions => Operation::Chat,
+            Route::Embeddings => Operation::Embeddings,
             Route::Liveliness | Route::Readiness => return Ok(()),
         };
         ctx.operation = operation;
@@ -158,10 +160,14 @@ impl ProxyHttp for Gateway {
         _e: Option<&pingora::Error>,
         ctx: &mut RequestCtx,
     ) {
+        if ctx.operation == Operation::Health {
+            return;
+        }
         let duration = ctx.started.elapsed();
         let provider = ctx.served_by.as_ref().map_or("none", |(p, _)| p.as_str());
         record_request(&RequestRecord {
-            operation: ctx.operation,
+            operation: ctx.operation.as_str(),
+            llm: ctx.operation.is_llm(),
             model: ctx.model.as_deref().unwrap_or("unknown"),
             provider,
             status: ctx.status,
@@ -169,7 +175,7 @@ impl ProxyHttp for Gateway {
             ttft: ctx.ttft,
             usage: ctx.usage,
         });
-        if ctx.operation != "none" {
+        if ctx.operation.is_llm() {
             tracing::info!(
                 request_id = %ctx.request_id,
                 tenant = ctx.tenant.as_deref().unwrap_or("-"),

@@ -4,7 +4,7 @@
 //! served entirely here: the parsed request stays in hand, and each attempt gets a request built
 //! afresh by the provider's adapter. Failover is possible until the first byte reaches the client.
 
-use crate::context::RequestCtx;
+use crate::context::{Operation, RequestCtx};
 use crate::forward::{Forwarded, forward_json, forward_stream};
 use crate::live::Provider;
 use crate::metrics::record_attempt;
@@ -27,7 +27,7 @@ pub enum Payload {
 
 impl Payload {
     /// Parses `body` for the given operation.
-    pub fn parse(operation: &'static str, body: &[u8]) -> Result<Payload, ApiError> {
+    pub fn parse(operation: Operation, body: &[u8]) -> Result<Payload, ApiError> {
         let invalid = |e: serde_json::Error| {
             let msg = e.to_string();
             let param = ["messages", "model", "input"]
@@ -42,7 +42,7 @@ impl Payload {
                 None => err,
             }
         };
-        let payload = if operation == "chat" {
+        let payload = if operation == Operation::Chat {
             let req: ChatRequest = serde_json::from_slice(body).map_err(invalid)?;
             if req.messages.is_empty() {
                 return Err(ApiError::new(

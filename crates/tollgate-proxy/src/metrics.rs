@@ -88,8 +88,10 @@ pub fn render() -> String {
 
 /// What one finished client request reports.
 pub struct RequestRecord<'a> {
-    /// `chat` or `embeddings`.
+    /// `chat`, `embeddings` or `none`.
     pub operation: &'static str,
+    /// Whether it was an LLM call (duration, TTFT and tokens are recorded only for those).
+    pub llm: bool,
     /// A configured alias, or `unknown`.
     pub model: &'a str,
     /// The provider that served it, or `none`.
@@ -110,7 +112,7 @@ pub fn record_request(r: &RequestRecord<'_>) {
     counter!(MetricName::Requests.as_str(), "model" => model.clone(), "provider" => provider.clone(),
         "status" => r.status.to_string())
     .increment(1);
-    if r.operation == "none" {
+    if !r.llm {
         return;
     }
     histogram!(MetricName::OperationDuration.as_str(), "gen_ai_operation_name" => r.operation,

@@ -20,6 +20,7 @@ pub struct Gateway {
     pub url: String,
     /// `http://127.0.0.1:ADMIN_PORT`
     pub admin_url: String,
+    config_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -31,10 +32,25 @@ pub fn config_with(body: &str, port: u16, admin: u16, dir: &std::path::Path) -> 
     let hash = tollgate_hash(KEY);
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nthreads = 2\n\
+         grace_period_secs = 1\ngraceful_shutdown_timeout_secs = 3\n\
          pid_file = \"{d}/tollgate.pid\"\nupgrade_sock = \"{d}/upgrade.sock\"\n\n{body}\n\n\
          [[keys]]\nname = \"test\"\nhash = \"{hash}\"\ntenant = \"t1\"\n",
         d = dir.display()
     )
+}
+
+fn spawn_serve(config: &std::path::Path, env: &[(&str, &str)], upgrade: bool) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(["serve", "--config"]).arg(config);
+    if upgrade {
+        cmd.arg("--upgrade");
+    }
+    cmd.envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn tollgate")
 }
 
 fn tollgate_hash(key: &str) -> String {
@@ -62,23 +78,43 @@ impl Gateway {
         std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(config_with(body, port, admin, dir.path()).as_bytes()))
             .expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tollgate");
+        let child = spawn_serve(&path, env, false);
         let gw = Gateway {
             child,
             url: format!("http://127.0.0.1:{port}"),
             admin_url: format!("http://127.0.0.1:{admin}"),
+            config_path: path,
             _dir: dir,
         };
         gw.wait_ready().await;
         gw
+    }
+
+    /// Starts a second process with `--upgrade` on the same config; it takes over the listening
+    /// sockets once this one gets SIGQUIT.
+    pub fn spawn_upgrade(&self) -> Child {
+        spawn_serve(&self.config_path, &[], true)
+    }
+
+    /// Sends a signal (`QUIT`, `TERM`) to the gateway process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     async fn wait_ready(&self) {

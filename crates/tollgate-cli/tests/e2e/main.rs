@@ -15,3 +15,5 @@ mod failover;
 mod streaming;
 // Admin listener: metrics and health.
 mod admin;
+// Zero-downtime binary upgrade.
+mod upgrade;
