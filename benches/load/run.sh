@@ -16,7 +16,7 @@ TTFT_SAMPLES="${TTFT_SAMPLES:-300}"
 MOCK_PORT=18000 NGINX_PORT=18080 TOLLGATE_PORT=18400 ADMIN_PORT=18401
 
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
-command -v oha >/dev/null || cargo install --locked --no-default-features oha
+command -v oha >/dev/null || cargo install --locked oha
 cargo build --release -p tollgate-cli
 BIN="$PWD/target/release/tollgate"
 

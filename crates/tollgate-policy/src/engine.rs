@@ -1,0 +1,252 @@
+//! The Rhai engine, its sandbox, and calling entry points.
+
+use crate::decision::{RequestVerdict, ResponseVerdict, RouteDecision};
+use crate::error::{ErrorKind, PolicyError};
+use crate::view::{ContextView, RequestView, ResponseView};
+use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Position, Scope};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sandbox limits for every script call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Rhai operations per call.
+    pub max_operations: u64,
+    /// Wall-clock time per call.
+    pub timeout: Duration,
+    /// Function call depth.
+    pub max_call_depth: usize,
+    /// Largest string a script may hold, in bytes. Also applies to strings passed in (prompts),
+    /// so it is set well above `limits.max_request_bytes`-sized texts by default.
+    pub max_string_size: usize,
+    /// Largest array.
+    pub max_array_size: usize,
+    /// Largest map.
+    pub max_map_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 200_000,
+            timeout: Duration::from_millis(10),
+            max_call_depth: 32,
+            max_string_size: 16 * 1024 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+        }
+    }
+}
+
+thread_local! {
+    /// The deadline of the call running on this thread. Script calls are synchronous, so one
+    /// slot per thread is enough even when many requests share the thread.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The engine all scripts of one live state run on.
+pub struct PolicyEngine {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// A compiled script and the entry points it defines.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The file it came from.
+    pub path: Arc<str>,
+    ast: AST,
+    /// Defines `route(req, ctx)`.
+    pub has_route: bool,
+    /// Defines `on_request(req, ctx)`.
+    pub has_on_request: bool,
+    /// Defines `on_response(req, resp, ctx)`.
+    pub has_on_response: bool,
+}
+
+impl PolicyEngine {
+    /// An engine with `limits` and the script API registered.
+    pub fn new(limits: Limits) -> Self {
+        let mut engine = Engine::new();
+        engine.set_max_operations(limits.max_operations);
+        engine.set_max_call_levels(limits.max_call_depth);
+        engine.set_max_string_size(limits.max_string_size);
+        engine.set_max_array_size(limits.max_array_size);
+        engine.set_max_map_size(limits.max_map_size);
+        engine.set_max_expr_depths(64, 64);
+        engine.set_max_modules(0);
+        engine.disable_symbol("eval");
+        engine.on_progress(|ops| {
+            // Checking the clock every 256 operations keeps the overhead negligible.
+            if ops % 256 != 0 {
+                return None;
+            }
+            let expired = DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at));
+            expired.then(|| Dynamic::from("deadline exceeded"))
+        });
+        // Scripts have no stdout: `print` and `debug` go to the log at debug level.
+        engine.on_print(|s| tracing::debug!(target: "tollgate::script", "{s}"));
+        engine.on_debug(|s, src, pos| {
+            tracing::debug!(target: "tollgate::script", "{}:{pos}: {s}", src.unwrap_or("script"));
+        });
+        crate::view::register(&mut engine);
+        crate::helpers::register(&mut engine);
+        PolicyEngine { engine, limits }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compiles `source`, read from `path`.
+    pub fn compile(&self, path: &str, source: &str) -> Result<Script, PolicyError> {
+        let mut ast = self.engine.compile(source).map_err(|e| {
+            PolicyError::new(
+                ErrorKind::Compile,
+                path,
+                e.position(),
+                e.err_type().to_string(),
+            )
+        })?;
+        ast.set_source(path);
+        let has = |name: &str, arity: usize| {
+            ast.iter_functions()
+                .any(|f| f.name == name && f.params.len() == arity)
+        };
+        let (has_route, has_on_request, has_on_response) =
+            (has("route", 2), has("on_request", 2), has("on_response", 3));
+        if !(has_route || has_on_request || has_on_response) {
+            return Err(PolicyError::new(
+                ErrorKind::Compile,
+                path,
+                Position::NONE,
+                "defines none of `route(req, ctx)`, `on_request(req, ctx)`, `on_response(req, resp, ctx)`",
+            ));
+        }
+        // Run the top level once now, so a script whose top level fails or never ends is
+        // rejected at load time rather than on every request.
+        DEADLINE.with(|d| d.set(Some(Instant::now() + self.limits.timeout)));
+        let top = self.engine.run_ast(&ast);
+        DEADLINE.with(|d| d.set(None));
+        top.map_err(|e| runtime_error(path, "top level", &e))?;
+        Ok(Script {
+            path: Arc::from(path),
+            ast,
+            has_route,
+            has_on_request,
+            has_on_response,
+        })
+    }
+
+    /// Calls `route(req, ctx)`; `Ok(None)` when the script has no `route` or returns `()`.
+    pub fn route(
+        &self,
+        script: &Script,
+        req: &RequestView,
+        ctx: &ContextView,
+    ) -> Result<Option<RouteDecision>, PolicyError> {
+        if !script.has_route {
+            return Ok(None);
+        }
+        let out = self.call(script, "route", (req.clone(), ctx.clone()))?;
+        RouteDecision::from_dynamic(out).map_err(|m| invalid(script, "route", m))
+    }
+
+    /// Calls `on_request(req, ctx)`; `Allow` when the script has none.
+    pub fn on_request(
+        &self,
+        script: &Script,
+        req: &RequestView,
+        ctx: &ContextView,
+    ) -> Result<RequestVerdict, PolicyError> {
+        if !script.has_on_request {
+            return Ok(RequestVerdict::Allow);
+        }
+        let out = self.call(script, "on_request", (req.clone(), ctx.clone()))?;
+        RequestVerdict::from_dynamic(out).map_err(|m| invalid(script, "on_request", m))
+    }
+
+    /// Calls `on_response(req, resp, ctx)`; `Accept` when the script has none.
+    pub fn on_response(
+        &self,
+        script: &Script,
+        req: &RequestView,
+        resp: &ResponseView,
+        ctx: &ContextView,
+    ) -> Result<ResponseVerdict, PolicyError> {
+        if !script.has_on_response {
+            return Ok(ResponseVerdict::Accept);
+        }
+        let out = self.call(
+            script,
+            "on_response",
+            (req.clone(), resp.clone(), ctx.clone()),
+        )?;
+        ResponseVerdict::from_dynamic(out).map_err(|m| invalid(script, "on_response", m))
+    }
+
+    fn call(
+        &self,
+        script: &Script,
+        name: &str,
+        args: impl rhai::FuncArgs,
+    ) -> Result<Dynamic, PolicyError> {
+        DEADLINE.with(|d| d.set(Some(Instant::now() + self.limits.timeout)));
+        // The top level runs before each call so functions can read its constants as
+        // `global::NAME` (Rhai functions are pure and see nothing else).
+        let options = CallFnOptions::new().eval_ast(true).rewind_scope(true);
+        let result = self.engine.call_fn_with_options::<Dynamic>(
+            options,
+            &mut Scope::new(),
+            &script.ast,
+            name,
+            args,
+        );
+        DEADLINE.with(|d| d.set(None));
+        result.map_err(|e| runtime_error(&script.path, name, &e))
+    }
+}
+
+fn invalid(script: &Script, entry: &str, message: String) -> PolicyError {
+    PolicyError::new(
+        ErrorKind::InvalidDecision,
+        &script.path,
+        Position::NONE,
+        format!("`{entry}` returned an invalid value: {message}"),
+    )
+}
+
+fn runtime_error(path: &str, entry: &str, e: &EvalAltResult) -> PolicyError {
+    // Errors raised inside a called function are wrapped; the innermost one has the position.
+    let mut inner = e;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, source, _) = inner {
+        inner = source;
+    }
+    let kind = match inner {
+        EvalAltResult::ErrorTerminated(..) => ErrorKind::Timeout,
+        EvalAltResult::ErrorTooManyOperations(..)
+        | EvalAltResult::ErrorStackOverflow(..)
+        | EvalAltResult::ErrorDataTooLarge(..) => ErrorKind::Limit,
+        _ => ErrorKind::Runtime,
+    };
+    let message = match inner {
+        EvalAltResult::ErrorTerminated(..) => "deadline exceeded".to_owned(),
+        other => other.to_string(),
+    };
+    PolicyError::new(
+        kind,
+        path,
+        inner.position(),
+        format!("in `{entry}`: {message}"),
+    )
+}
