@@ -43,10 +43,11 @@ TOLLGATE_UPSTREAM_URL="http://127.0.0.1:$MOCK_PORT/v1" TOLLGATE_LISTEN="127.0.0.
 for p in $MOCK_PORT $NGINX_PORT $TOLLGATE_PORT; do wait_port "$p"; done
 
 BODY='{"model":"bench","messages":[{"role":"user","content":"Hello, how are you?"}]}'
-load() { # url extra-oha-args... -> oha JSON on stdout
-  local url="$1"; shift
-  oha --no-tui --output-format json -z "$DURATION" -m POST -H "authorization: Bearer sk-demo" \
-    -H "content-type: application/json" -d "$BODY" "$@" "$url"
+load() { # url duration extra-oha-args... -> oha JSON on stdout
+  local url="$1" duration="$2"; shift 2
+  oha --no-tui --output-format json -z "$duration" -m POST -H "authorization: Bearer sk-demo" \
+    -H "content-type: application/json" -d "$BODY" "$@" "$url" |
+    python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))'
 }
 
 declare -A URL=(
@@ -56,15 +57,16 @@ declare -A URL=(
 )
 declare -A PORT=([mock]=$MOCK_PORT [nginx]=$NGINX_PORT [tollgate]=$TOLLGATE_PORT)
 
-RESULTS="$WORK/results.jsonl"
+RESULTS="${RESULTS_FILE:-$WORK/results.jsonl}"
+: > "$RESULTS"
 for target in mock nginx tollgate; do
   url="${URL[$target]}"
   curl -sf -o /dev/null -H 'authorization: Bearer sk-demo' -H 'content-type: application/json' -d "$BODY" "$url"
-  load "$url" -c "$CONNECTIONS" -z 3s >/dev/null # warm-up
-  sat=$(load "$url" -c "$CONNECTIONS")
+  load "$url" 3s -c "$CONNECTIONS" >/dev/null # warm-up
+  sat=$(load "$url" "$DURATION" -c "$CONNECTIONS")
   echo "{\"target\":\"$target\",\"kind\":\"saturation\",\"oha\":$sat}" >> "$RESULTS"
   for rate in $RATES; do
-    fixed=$(load "$url" -c "$CONNECTIONS" -q "$rate")
+    fixed=$(load "$url" "$DURATION" -c "$CONNECTIONS" -q "$rate")
     echo "{\"target\":\"$target\",\"kind\":\"rate\",\"rate\":$rate,\"oha\":$fixed}" >> "$RESULTS"
   done
   ttft=$(python3 benches/load/ttft.py 127.0.0.1 "${PORT[$target]}" /v1/chat/completions "$TTFT_SAMPLES")

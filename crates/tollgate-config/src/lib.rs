@@ -22,8 +22,8 @@ mod validate;
 pub use error::{ConfigError, Diagnostic};
 pub use presets::{AuthStyle, ProviderKind};
 pub use types::{
-    Config, KeyHash, Limits, MockSettings, ModelConfig, ProviderConfig, ServerConfig, Target,
-    Timeouts, UpstreamUrl, VirtualKey, hash_key,
+    Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
+    ProviderConfig, ServerConfig, Target, Timeouts, UpstreamUrl, VirtualKey, hash_key,
 };
 
 use std::path::Path;

@@ -22,6 +22,41 @@ pub struct RawConfig {
     /// Virtual keys clients authenticate with.
     #[serde(default)]
     pub keys: Vec<RawKey>,
+    /// Routing-policy settings.
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// Prices per target (`"provider/model"`), in USD per million tokens.
+    #[serde(default)]
+    pub prices: BTreeMap<String, RawPrice>,
+}
+
+/// `[policy]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Script used by models that name no `policy` of their own. Paths are relative to the
+    /// config file.
+    pub default: Option<String>,
+    /// What a script failure does: `fallback` (the model's static targets, the default) or
+    /// `deny` (HTTP 500).
+    pub on_error: Option<String>,
+    /// Rhai operations allowed per call. Default 200000.
+    pub max_operations: Option<u64>,
+    /// Wall-clock time allowed per call, in milliseconds. Default 10.
+    pub timeout_ms: Option<u64>,
+    /// Request headers scripts may read with `req.header(name)`. Default: none.
+    #[serde(default)]
+    pub header_allowlist: Vec<String>,
+}
+
+/// `[prices."provider/model"]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// USD per million input tokens.
+    pub input_per_1m: f64,
+    /// USD per million output tokens.
+    pub output_per_1m: f64,
 }
 
 /// `[server]`
@@ -101,6 +136,8 @@ pub struct RawModel {
     pub targets: Vec<RawTarget>,
     /// Free text shown nowhere but the config.
     pub description: Option<String>,
+    /// A Rhai script deciding this model's routing (relative to the config file).
+    pub policy: Option<String>,
 }
 
 /// One entry of `models.ALIAS.targets`.

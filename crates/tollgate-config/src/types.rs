@@ -4,6 +4,7 @@ use crate::presets::{AuthStyle, ProviderKind};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A validated config.
@@ -21,6 +22,43 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     /// Virtual keys.
     pub keys: Vec<VirtualKey>,
+    /// Routing-policy settings.
+    pub policy: PolicyConfig,
+    /// Prices per target id (`provider/model`).
+    pub prices: BTreeMap<String, PriceConfig>,
+}
+
+/// What a routing-script failure does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPolicyError {
+    /// Use the model's static targets.
+    Fallback,
+    /// Refuse the request.
+    Deny,
+}
+
+/// `[policy]`, with defaults applied and paths resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// The default script.
+    pub default: Option<PathBuf>,
+    /// What a failure does.
+    pub on_error: OnPolicyError,
+    /// Operations per call.
+    pub max_operations: u64,
+    /// Time per call.
+    pub timeout: Duration,
+    /// Readable headers, lower-cased.
+    pub header_allowlist: Vec<String>,
+}
+
+/// A target's price in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PriceConfig {
+    /// Input tokens.
+    pub input_per_1m: f64,
+    /// Output tokens.
+    pub output_per_1m: f64,
 }
 
 /// `[server]`, with defaults applied.
@@ -144,6 +182,22 @@ pub struct ModelConfig {
     pub name: String,
     /// Targets in configured order.
     pub targets: Vec<Target>,
+    /// The model's own routing script.
+    pub policy: Option<PathBuf>,
+}
+
+impl ModelConfig {
+    /// The script deciding this model's routing: its own, else the default.
+    pub fn policy<'a>(&'a self, config: &'a Config) -> Option<&'a PathBuf> {
+        self.policy.as_ref().or(config.policy.default.as_ref())
+    }
+}
+
+impl Target {
+    /// `provider/model`, the id scripts and prices use.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.provider, self.model)
+    }
 }
 
 /// SHA-256 of a virtual key.

@@ -6,13 +6,14 @@ use crate::locate::{ConfigPath, locate};
 use crate::presets::ProviderKind;
 use crate::raw::{RawConfig, RawMock, RawProvider};
 use crate::types::{
-    Config, KeyHash, Limits, MockSettings, ModelConfig, ProviderConfig, ServerConfig, Target,
-    Timeouts, UpstreamUrl, VirtualKey,
+    Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
+    ProviderConfig, ServerConfig, Target, Timeouts, UpstreamUrl, VirtualKey,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const DEFAULT_MAX_REQUEST_BYTES: u64 = 32 * 1024 * 1024;
@@ -175,6 +176,7 @@ fn check(
             ModelConfig {
                 name: alias.clone(),
                 targets,
+                policy: m.policy.as_deref().map(|p| resolve_path(file, p)),
             },
         );
     }
@@ -208,7 +210,75 @@ fn check(
         providers,
         models,
         keys,
+        policy: check_policy(&raw, file, &root.key("policy"), ck),
+        prices: check_prices(&raw, &root.key("prices"), ck),
     }
+}
+
+/// Resolves a path in the config relative to the config file's directory.
+fn resolve_path(file: &str, p: &str) -> PathBuf {
+    Path::new(file).parent().unwrap_or(Path::new(".")).join(p)
+}
+
+fn check_policy(
+    raw: &RawConfig,
+    file: &str,
+    path: &ConfigPath,
+    ck: &mut Checker<'_>,
+) -> PolicyConfig {
+    let p = &raw.policy;
+    let on_error = match p.on_error.as_deref() {
+        None | Some("fallback") => OnPolicyError::Fallback,
+        Some("deny") => OnPolicyError::Deny,
+        Some(other) => {
+            ck.error(
+                &path.key("on_error"),
+                format_args!("`{other}`: expected \"fallback\" or \"deny\""),
+            );
+            OnPolicyError::Fallback
+        }
+    };
+    if p.timeout_ms == Some(0) {
+        ck.error(&path.key("timeout_ms"), "must be at least 1");
+    }
+    PolicyConfig {
+        default: p.default.as_deref().map(|d| resolve_path(file, d)),
+        on_error,
+        max_operations: p.max_operations.unwrap_or(200_000),
+        timeout: Duration::from_millis(p.timeout_ms.unwrap_or(10)),
+        header_allowlist: p
+            .header_allowlist
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+    }
+}
+
+fn check_prices(
+    raw: &RawConfig,
+    path: &ConfigPath,
+    ck: &mut Checker<'_>,
+) -> BTreeMap<String, PriceConfig> {
+    let mut prices = BTreeMap::new();
+    for (id, p) in &raw.prices {
+        if !id.contains('/') {
+            ck.error(
+                &path.key(id),
+                "a price key is a target id: `provider/model`",
+            );
+        }
+        if !(p.input_per_1m >= 0.0 && p.output_per_1m >= 0.0) {
+            ck.error(&path.key(id), "prices must be non-negative numbers");
+        }
+        prices.insert(
+            id.clone(),
+            PriceConfig {
+                input_per_1m: p.input_per_1m,
+                output_per_1m: p.output_per_1m,
+            },
+        );
+    }
+    prices
 }
 
 fn check_server(raw: &RawConfig, path: &ConfigPath, ck: &mut Checker<'_>) -> ServerConfig {
