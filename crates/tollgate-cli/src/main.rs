@@ -5,6 +5,8 @@
 //! - `tollgate mock [--listen ADDR]`: run the built-in mock provider on its own.
 //! - `tollgate hash-key KEY`: print the `sha256:` hash to put in `[[keys]]`.
 
+mod route;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
@@ -70,6 +72,35 @@ enum Command {
         /// The key.
         key: String,
     },
+    /// Dry-run routing: print which targets a request would be sent to, and why.
+    Route {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A chat completion request body (JSON file).
+        #[arg(long, short)]
+        request: PathBuf,
+        /// Extra request headers, `name: value` (e.g. `x-tollgate-tags: eu`).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// Also print the script and entry points that decided.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Routing-policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run every `*.test.json` fixture under DIR against its script.
+    Test {
+        /// Directory to search.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -112,11 +143,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             if let Some(a) = admin_listen {
                 cfg.server.admin_listen = Some(a);
             }
-            tollgate_proxy::run(cfg, &tollgate_proxy::ServeOptions { upgrade })?;
+            let config_text = std::fs::read_to_string(&config).unwrap_or_default();
+            let opts = tollgate_proxy::ServeOptions {
+                upgrade,
+                config_path: config,
+                config_text,
+            };
+            tollgate_proxy::run(cfg, &opts)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match tollgate_config::load(&config) {
             Ok(cfg) => {
+                // Building the live state compiles every routing script.
+                if let Err(e) = tollgate_proxy::live::LiveState::build(cfg.clone(), 0) {
+                    let _ = writeln!(std::io::stderr(), "{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
                 let mut out = std::io::stdout();
                 writeln!(
                     out,
@@ -161,6 +203,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             writeln!(std::io::stdout(), "{}", tollgate_config::hash_key(&key))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Route {
+            config,
+            request,
+            headers,
+            explain,
+        } => route::dry_run(&config, &request, &headers, explain),
+        Command::Policy {
+            command: PolicyCommand::Test { dir },
+        } => route::policy_test(&dir),
     }
 }
 

@@ -26,14 +26,14 @@ fn benches(c: &mut Criterion) {
     .expect("request");
     let mut data = ContextData::now();
     data.targets = vec!["cheap/mini".into(), "frontier/large".into()];
-    data.prices.insert(
+    Arc::make_mut(&mut data.prices).insert(
         "cheap/mini".into(),
         Price {
             input_per_1m: 0.15,
             output_per_1m: 0.6,
         },
     );
-    data.prices.insert(
+    Arc::make_mut(&mut data.prices).insert(
         "frontier/large".into(),
         Price {
             input_per_1m: 2.5,

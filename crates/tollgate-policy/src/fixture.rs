@@ -213,16 +213,16 @@ fn context(j: &Map<String, Value>) -> Result<ContextData, String> {
             }
             "budget_remaining" => c.budget_remaining = v.as_f64(),
             "prices" => {
+                let mut prices = HashMap::new();
                 for (t, p) in v.as_object().ok_or("context.prices must be a map")? {
                     let f = |k: &str| p.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-                    c.prices.insert(
-                        t.clone(),
-                        Price {
-                            input_per_1m: f("input_per_1m"),
-                            output_per_1m: f("output_per_1m"),
-                        },
-                    );
+                    let price = Price {
+                        input_per_1m: f("input_per_1m"),
+                        output_per_1m: f("output_per_1m"),
+                    };
+                    prices.insert(t.clone(), price);
                 }
+                c.prices = std::sync::Arc::new(prices);
             }
             "health" => {
                 for (t, h) in v.as_object().ok_or("context.health must be a map")? {

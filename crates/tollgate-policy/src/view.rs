@@ -150,8 +150,8 @@ pub struct ContextData {
     pub targets: Vec<String>,
     /// Health per target id.
     pub health: HashMap<String, TargetHealth>,
-    /// Price per target id.
-    pub prices: HashMap<String, Price>,
+    /// Price per target id (shared: the live state builds it once).
+    pub prices: Arc<HashMap<String, Price>>,
     /// Remaining budget in USD, once budgets exist.
     pub budget_remaining: Option<f64>,
     /// Seconds since the Unix epoch (UTC); injectable for tests.

@@ -259,7 +259,7 @@ fn on_response_scores_and_escalates() {
 fn estimate_cost_uses_prices() {
     let e = engine();
     let mut data = ContextData::default();
-    data.prices.insert(
+    Arc::make_mut(&mut data.prices).insert(
         "a/x".into(),
         tollgate_policy::Price {
             input_per_1m: 2.0,

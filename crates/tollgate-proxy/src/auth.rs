@@ -2,13 +2,14 @@
 
 use crate::live::LiveState;
 use pingora::http::RequestHeader;
-use tollgate_config::hash_key;
+use tollgate_config::{VirtualKey, hash_key};
 use tollgate_types::{ApiError, ErrorKind};
 
-/// Reads the key from `Authorization: Bearer`, `x-api-key` or `api-key`, and returns its tenant.
+/// Reads the key from `Authorization: Bearer`, `x-api-key` or `api-key`, and returns the
+/// matching virtual key (`None` when the gateway has no keys configured).
 ///
 /// Keys are compared by SHA-256, so the config never holds a usable key.
-pub fn identify(req: &RequestHeader, state: &LiveState) -> Result<Option<String>, ApiError> {
+pub fn identify(req: &RequestHeader, state: &LiveState) -> Result<Option<VirtualKey>, ApiError> {
     if !state.auth_required() {
         return Ok(None);
     }
@@ -35,7 +36,7 @@ pub fn identify(req: &RequestHeader, state: &LiveState) -> Result<Option<String>
         .with_code("invalid_api_key"));
     };
     match state.key(&hash_key(key)) {
-        Some(vk) => Ok(Some(vk.tenant.clone())),
+        Some(vk) => Ok(Some(vk.clone())),
         None => Err(ApiError::new(ErrorKind::Authentication, "invalid API key")
             .with_code("invalid_api_key")),
     }

@@ -47,8 +47,12 @@ pub struct RequestCtx {
     pub operation: Operation,
     /// The configured alias that was asked for, once known to exist.
     pub model: Option<String>,
+    /// The name of the caller's key.
+    pub key_name: Option<String>,
     /// The tenant of the caller's key.
     pub tenant: Option<String>,
+    /// Tags from `x-tollgate-tags` and routing decisions.
+    pub tags: Vec<String>,
     /// Provider and upstream model that answered.
     pub served_by: Option<(String, String)>,
     /// Upstream attempts made.
@@ -72,7 +76,9 @@ impl RequestCtx {
             state,
             operation: Operation::Other,
             model: None,
+            key_name: None,
             tenant: None,
+            tags: Vec::new(),
             served_by: None,
             attempts: 0,
             status: 0,

@@ -3,6 +3,7 @@
 use crate::auth::identify;
 use crate::body::read_bounded;
 use crate::context::{Operation, RequestCtx};
+use crate::health::HealthRegistry;
 use crate::live::{LiveState, model_object};
 use crate::llm::{self, Payload};
 use crate::metrics::{RequestRecord, record_request};
@@ -21,12 +22,21 @@ use tollgate_types::{ApiError, ErrorKind};
 pub struct Gateway {
     live: Arc<ArcSwap<LiveState>>,
     connector: Connector,
+    health: Arc<HealthRegistry>,
 }
 
 impl Gateway {
     /// A gateway serving `live`, connecting upstream through `connector`.
-    pub fn new(live: Arc<ArcSwap<LiveState>>, connector: Connector) -> Self {
-        Gateway { live, connector }
+    pub fn new(
+        live: Arc<ArcSwap<LiveState>>,
+        connector: Connector,
+        health: Arc<HealthRegistry>,
+    ) -> Self {
+        Gateway {
+            live,
+            connector,
+            health,
+        }
     }
 
     async fn handle(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
@@ -63,7 +73,13 @@ impl Gateway {
             }
             Route::Models | Route::Model(_) | Route::ChatCompletions | Route::Embeddings => {
                 match identify(session.req_header(), &ctx.state) {
-                    Ok(tenant) => ctx.tenant = tenant,
+                    Ok(key) => {
+                        if let Some(k) = key {
+                            ctx.key_name = Some(k.name);
+                            ctx.tenant = Some(k.tenant);
+                        }
+                        ctx.tags = crate::routing::header_tags(session.req_header());
+                    }
                     Err(e) => {
                         session.set_keepalive(None); // the body, if any, stays unread
                         return send_error(session, ctx, &e).await;
@@ -112,7 +128,7 @@ impl Gateway {
             }
         };
         match Payload::parse(operation, &body) {
-            Ok(payload) => llm::serve(session, ctx, &self.connector, payload).await,
+            Ok(payload) => llm::serve(session, ctx, &self.connector, &self.health, payload).await,
             Err(e) => send_error(session, ctx, &e).await,
         }
     }

@@ -17,11 +17,14 @@ pub mod body;
 pub mod context;
 pub mod forward;
 pub mod gateway;
+pub mod health;
 pub mod live;
 pub mod llm;
 pub mod metrics;
+pub mod reload;
 pub mod respond;
 pub mod routes;
+pub mod routing;
 pub mod server;
 pub mod upstream;
 

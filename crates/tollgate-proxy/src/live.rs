@@ -1,13 +1,15 @@
 //! [`LiveState`]: everything a request needs from the config, built once and swapped whole.
 //!
 //! A request loads one `Arc<LiveState>` when it starts and keeps it to the end, so a reload never
-//! mixes two versions inside one request. Counters that must outlive a reload (rate limits,
-//! budgets, circuit state) do not live here.
+//! mixes two versions inside one request. Counters that must outlive a reload (health, rate
+//! limits, budgets, circuit state) do not live here.
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tollgate_config::{Config, KeyHash, ModelConfig, ProviderConfig, Target, VirtualKey};
+use tollgate_policy::{Limits, PolicyEngine, Price, Script};
 use tollgate_providers::Adapter;
 
 /// A provider ready for requests.
@@ -19,21 +21,59 @@ pub struct Provider {
     pub adapter: Adapter,
 }
 
+/// Why a config could not become a live state. Each line reads `file:line:col: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct BuildError(pub Vec<String>);
+
+/// The compiled routing scripts of one config version.
+#[derive(Debug)]
+pub struct Policies {
+    /// The engine, with the configured limits.
+    pub engine: PolicyEngine,
+    scripts: HashMap<PathBuf, Script>,
+}
+
+impl Policies {
+    /// The compiled script at `path`.
+    pub fn script(&self, path: &PathBuf) -> Option<&Script> {
+        self.scripts.get(path)
+    }
+
+    /// How many scripts are loaded.
+    pub fn len(&self) -> usize {
+        self.scripts.len()
+    }
+
+    /// Whether no script is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.scripts.is_empty()
+    }
+}
+
 /// The live, immutable view of one config version.
 #[derive(Debug)]
 pub struct LiveState {
     /// The config it was built from.
     pub config: Arc<Config>,
+    /// Increases by one with every successful (re)load; echoed as `x-tollgate-config-version`.
+    pub version: u64,
     providers: HashMap<String, Arc<Provider>>,
     models: HashMap<String, ModelConfig>,
     keys: HashMap<KeyHash, VirtualKey>,
+    /// Every configured `provider/model` pair.
+    target_ids: HashSet<String>,
+    /// Prices per target id, as scripts see them.
+    pub prices: Arc<HashMap<String, Price>>,
+    /// Compiled routing scripts.
+    pub policies: Policies,
     /// `GET /v1/models`, rendered once.
     pub models_list: Bytes,
 }
 
 impl LiveState {
-    /// Builds the live state of `config`.
-    pub fn build(config: Config) -> LiveState {
+    /// Builds the live state of `config`, compiling every routing script it names.
+    pub fn build(config: Config, version: u64) -> Result<LiveState, BuildError> {
         let providers = config
             .providers
             .iter()
@@ -45,12 +85,29 @@ impl LiveState {
                 (name.clone(), Arc::new(provider))
             })
             .collect();
-        let models = config
+        let models: HashMap<String, ModelConfig> = config
             .models
             .iter()
-            .map(|(alias, m)| (alias.clone(), m.clone()))
+            .map(|(a, m)| (a.clone(), m.clone()))
             .collect();
         let keys = config.keys.iter().map(|k| (k.hash, k.clone())).collect();
+        let target_ids = config
+            .models
+            .values()
+            .flat_map(|m| m.targets.iter().map(Target::id))
+            .collect();
+        let prices: HashMap<String, Price> = config
+            .prices
+            .iter()
+            .map(|(id, p)| {
+                let price = Price {
+                    input_per_1m: p.input_per_1m,
+                    output_per_1m: p.output_per_1m,
+                };
+                (id.clone(), price)
+            })
+            .collect();
+        let policies = compile_policies(&config)?;
         let data: Vec<serde_json::Value> = config
             .models
             .keys()
@@ -58,13 +115,17 @@ impl LiveState {
             .collect();
         let models_list =
             Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
-        LiveState {
+        Ok(LiveState {
             config: Arc::new(config),
+            version,
             providers,
             models,
             keys,
+            target_ids,
+            prices: Arc::new(prices),
+            policies,
             models_list,
-        }
+        })
     }
 
     /// The provider called `name`.
@@ -87,12 +148,28 @@ impl LiveState {
         self.keys.get(hash)
     }
 
-    /// The order in which to try a model's targets.
+    /// Resolves a script's target name: a model alias (its targets), or a configured
+    /// `provider/model` pair.
+    pub fn resolve_target(&self, name: &str) -> Option<Vec<Target>> {
+        if let Some(m) = self.models.get(name) {
+            return Some(m.targets.clone());
+        }
+        let (provider, model) = name.split_once('/')?;
+        self.target_ids.contains(name).then(|| {
+            vec![Target {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                weight: None,
+            }]
+        })
+    }
+
+    /// The order in which to try a model's static targets.
     ///
     /// Without weights, the configured order. With weights, the first target is drawn by weight
     /// and the rest follow in configured order, so failover stays predictable.
-    pub fn attempt_order<'m>(&self, model: &'m ModelConfig) -> Vec<&'m Target> {
-        let mut order: Vec<&Target> = model.targets.iter().collect();
+    pub fn attempt_order(&self, model: &ModelConfig) -> Vec<Target> {
+        let mut order: Vec<Target> = model.targets.clone();
         if order.len() > 1 && order.iter().any(|t| t.weight.is_some()) {
             let total: u64 = order.iter().map(|t| u64::from(t.weight.unwrap_or(1))).sum();
             let mut pick = rand::random_range(0..total);
@@ -112,6 +189,44 @@ impl LiveState {
             order.insert(0, chosen);
         }
         order
+    }
+}
+
+/// Compiles every script the config names, each once, collecting every error.
+fn compile_policies(config: &Config) -> Result<Policies, BuildError> {
+    let limits = Limits {
+        max_operations: config.policy.max_operations,
+        timeout: config.policy.timeout,
+        ..Limits::default()
+    };
+    let engine = PolicyEngine::new(limits);
+    let mut paths: BTreeMap<PathBuf, ()> = BTreeMap::new();
+    if let Some(p) = &config.policy.default {
+        paths.insert(p.clone(), ());
+    }
+    for m in config.models.values() {
+        if let Some(p) = &m.policy {
+            paths.insert(p.clone(), ());
+        }
+    }
+    let mut scripts = HashMap::new();
+    let mut errors = Vec::new();
+    for path in paths.into_keys() {
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(source) => match engine.compile(&shown, &source) {
+                Ok(script) => {
+                    scripts.insert(path, script);
+                }
+                Err(e) => errors.push(e.to_string()),
+            },
+            Err(e) => errors.push(format!("{shown}:0:0: cannot read script: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Policies { engine, scripts })
+    } else {
+        Err(BuildError(errors))
     }
 }
 

@@ -6,9 +6,11 @@
 
 use crate::context::{Operation, RequestCtx};
 use crate::forward::{Forwarded, forward_json, forward_stream};
+use crate::health::HealthRegistry;
 use crate::live::Provider;
 use crate::metrics::record_attempt;
 use crate::respond::send_error;
+use crate::routing::route_chat;
 use crate::upstream::{AttemptError, open};
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
@@ -95,7 +97,8 @@ pub async fn serve(
     session: &mut Session,
     ctx: &mut RequestCtx,
     connector: &Connector,
-    payload: Payload,
+    health: &HealthRegistry,
+    mut payload: Payload,
 ) -> pingora::Result<()> {
     let state = ctx.state.clone();
     let Some(model) = state.model(payload.model()) else {
@@ -111,13 +114,25 @@ pub async fn serve(
         return send_error(session, ctx, &err).await;
     };
     ctx.model = Some(model.name.clone());
+    let targets = match &mut payload {
+        Payload::Chat(req) => match route_chat(ctx, session.req_header(), req, model, health) {
+            Ok(t) => t,
+            Err(e) => return send_error(session, ctx, &e).await,
+        },
+        Payload::Embeddings(_) => state.attempt_order(model),
+    };
     let mut failures: Vec<(String, String, AttemptError)> = Vec::new();
-    for target in state.attempt_order(model) {
+    for target in targets {
         let Some(provider) = state.provider(&target.provider) else {
             continue; // validated at load; unreachable unless the config changes shape
         };
         ctx.attempts += 1;
+        let id = target.id();
+        let started = std::time::Instant::now();
+        let in_flight = health.start(&id);
         let outcome = attempt(session, ctx, connector, provider, &target.model, &payload).await;
+        drop(in_flight);
+        health.record(&id, outcome.is_ok(), started.elapsed(), ctx.ttft);
         match outcome {
             Ok(Forwarded::Done) => {
                 record_attempt(&provider.config.name, "ok");

@@ -23,6 +23,12 @@ pub enum MetricName {
     Requests,
     /// Counter of upstream attempts by `provider`, `outcome`.
     UpstreamAttempts,
+    /// Counter of routing-script failures by `script` (file name), `kind`.
+    PolicyErrors,
+    /// Counter of successful live-state reloads.
+    Reloads,
+    /// Counter of rejected reloads (the old state kept serving).
+    ReloadFailures,
 }
 
 impl MetricName {
@@ -34,6 +40,9 @@ impl MetricName {
             MetricName::TimeToFirstToken => "gen_ai_server_time_to_first_token_seconds",
             MetricName::Requests => "tollgate_requests_total",
             MetricName::UpstreamAttempts => "tollgate_upstream_attempts_total",
+            MetricName::PolicyErrors => "tollgate_policy_errors_total",
+            MetricName::Reloads => "tollgate_reloads_total",
+            MetricName::ReloadFailures => "tollgate_reload_failures_total",
         }
     }
 }
@@ -137,4 +146,22 @@ pub fn record_request(r: &RequestRecord<'_>) {
 pub fn record_attempt(provider: &str, outcome: &'static str) {
     counter!(MetricName::UpstreamAttempts.as_str(), "provider" => provider.to_owned(), "outcome" => outcome)
         .increment(1);
+}
+
+/// Records a routing-script failure. The label is the script's file name: bounded by config.
+pub fn record_policy_error(script: &str, kind: &'static str) {
+    let name = std::path::Path::new(script)
+        .file_name()
+        .map_or_else(|| script.to_owned(), |n| n.to_string_lossy().into_owned());
+    counter!(MetricName::PolicyErrors.as_str(), "script" => name, "kind" => kind).increment(1);
+}
+
+/// Records a reload attempt.
+pub fn record_reload(ok: bool) {
+    let name = if ok {
+        MetricName::Reloads
+    } else {
+        MetricName::ReloadFailures
+    };
+    counter!(name.as_str()).increment(1);
 }

@@ -10,6 +10,7 @@ use tollgate_types::ApiError;
 pub fn base_header(status: u16, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
     let mut h = ResponseHeader::build(status, Some(8))?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
+    h.insert_header("x-tollgate-config-version", ctx.state.version.to_string())?;
     Ok(h)
 }
 

@@ -2,7 +2,9 @@
 
 use crate::admin::AdminApp;
 use crate::gateway::Gateway;
+use crate::health::HealthRegistry;
 use crate::live::LiveState;
+use crate::reload::{Pinned, ReloadService, Reloader};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -18,6 +20,9 @@ use tollgate_config::{Config, UpstreamUrl};
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The config names scripts that do not compile, or similar.
+    #[error("{0}")]
+    Build(#[from] crate::live::BuildError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -33,6 +38,10 @@ pub enum ServeError {
 pub struct ServeOptions {
     /// Take the listening sockets over from a running instance (`--upgrade`).
     pub upgrade: bool,
+    /// The config file, watched for reloads.
+    pub config_path: std::path::PathBuf,
+    /// Its text at startup, so an unchanged file does not trigger a reload.
+    pub config_text: String,
 }
 
 /// Binds the in-process mock providers, builds the live state, and runs until shut down.
@@ -40,11 +49,26 @@ pub struct ServeOptions {
 pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     crate::metrics::install();
     let mocks = bind_mocks(&mut config)?;
+    let pinned = Pinned {
+        server: config.server.clone(),
+        mock_urls: config
+            .providers
+            .iter()
+            .filter(|(_, p)| p.mock.is_some())
+            .map(|(n, p)| (n.clone(), p.base_url.clone()))
+            .collect(),
+    };
     let server_cfg = config.server.clone();
     if config.keys.is_empty() {
         tracing::warn!("No [[keys]] configured: the gateway accepts requests without a key.");
     }
-    let live = Arc::new(ArcSwap::from_pointee(LiveState::build(config)));
+    let live = Arc::new(ArcSwap::from_pointee(LiveState::build(config, 1)?));
+    let reloader = Arc::new(Reloader::new(
+        opts.config_path.clone(),
+        &opts.config_text,
+        live.clone(),
+        pinned,
+    ));
 
     let conf = ServerConf {
         threads: server_cfg.threads,
@@ -66,17 +90,21 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     )));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(live, connector),
+        Gateway::new(live, connector, Arc::new(HealthRegistry::default())),
         "tollgate",
     );
     proxy.add_tcp(&server_cfg.listen);
     server.add_service(proxy);
 
     if let Some(admin_addr) = &server_cfg.admin_listen {
-        let mut admin = Service::new("tollgate-admin".to_owned(), HttpServer::new_app(AdminApp));
+        let app = AdminApp {
+            reloader: reloader.clone(),
+        };
+        let mut admin = Service::new("tollgate-admin".to_owned(), HttpServer::new_app(app));
         admin.add_tcp(admin_addr);
         server.add_service(admin);
     }
+    server.add_service(background_service("reload", ReloadService(reloader)));
     for mock in mocks {
         let service = MockService {
             listener: Mutex::new(Some(mock.listener)),

@@ -14,6 +14,8 @@ pub enum ErrorKind {
     NotFound,
     /// Method not allowed on the route. 405.
     MethodNotAllowed,
+    /// A routing policy refused the request, with the status it chose (400..=599).
+    PolicyDenied(u16),
     /// Request body over `max_request_bytes`. 413.
     PayloadTooLarge,
     /// Every upstream attempt failed with an upstream error. 502.
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Authentication => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::PolicyDenied(status) => status,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Internal => 500,
             ErrorKind::UpstreamFailed => 502,
@@ -54,6 +57,7 @@ impl ErrorKind {
                 "upstream_error"
             }
             ErrorKind::Internal => "server_error",
+            ErrorKind::PolicyDenied(_) => "policy_denied",
         }
     }
 }

@@ -1,0 +1,271 @@
+//! Routing: turn a model alias into the list of targets to try, running the model's Rhai policy
+//! (`on_request`, then `route`) when it has one.
+
+use crate::context::RequestCtx;
+use crate::health::HealthRegistry;
+use crate::live::LiveState;
+use pingora::http::RequestHeader;
+use std::sync::Arc;
+use tollgate_config::{ModelConfig, OnPolicyError, Target};
+use tollgate_policy::{
+    ContextData, ContextView, ErrorKind as PolicyErrorKind, Identity, PolicyError, RequestVerdict,
+    RequestView, RouteDecision, Script,
+};
+use tollgate_types::{ApiError, ChatRequest, ErrorKind, Message};
+
+/// Decides the targets for a chat request, applying any changes its policy makes to `req`.
+pub fn route_chat(
+    ctx: &mut RequestCtx,
+    headers: &RequestHeader,
+    req: &mut ChatRequest,
+    model: &ModelConfig,
+    health: &HealthRegistry,
+) -> Result<Vec<Target>, ApiError> {
+    let state = ctx.state.clone();
+    let Some(script) = model
+        .policy(&state.config)
+        .and_then(|p| state.policies.script(p))
+    else {
+        return Ok(state.attempt_order(model));
+    };
+    match run_policy(ctx, &state, script, headers, req, model, health) {
+        Ok(targets) => Ok(targets),
+        Err(Denied(e)) => Err(e),
+        Err(Failed(e)) => {
+            crate::metrics::record_policy_error(&e.file, e.kind.as_str());
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "Routing policy failed.");
+            match state.config.policy.on_error {
+                OnPolicyError::Fallback => Ok(state.attempt_order(model)),
+                OnPolicyError::Deny => Err(ApiError::new(
+                    ErrorKind::Internal,
+                    "the routing policy failed",
+                )
+                .with_code("policy_error")),
+            }
+        }
+    }
+}
+
+enum Outcome {
+    /// The script refused the request on purpose.
+    Denied(ApiError),
+    /// The script broke.
+    Failed(PolicyError),
+}
+use Outcome::{Denied, Failed};
+
+fn run_policy(
+    ctx: &mut RequestCtx,
+    state: &Arc<LiveState>,
+    script: &Script,
+    headers: &RequestHeader,
+    req: &mut ChatRequest,
+    model: &ModelConfig,
+    health: &HealthRegistry,
+) -> Result<Vec<Target>, Outcome> {
+    let engine = &state.policies.engine;
+    let mut model = model;
+    let mut view = request_view(ctx, state, headers, req);
+    let context = context_view(state, model, health);
+    if script.has_on_request {
+        match engine.on_request(script, &view, &context).map_err(Failed)? {
+            RequestVerdict::Allow => {}
+            RequestVerdict::Deny { status, message } => {
+                return Err(Denied(
+                    ApiError::new(ErrorKind::PolicyDenied(status), message)
+                        .with_code("policy_denied"),
+                ));
+            }
+            RequestVerdict::Modify(m) => {
+                if let Some(alias) = &m.model {
+                    model = state.model(alias).ok_or_else(|| {
+                        Failed(invalid(
+                            script,
+                            format!("`on_request` chose unknown model `{alias}`"),
+                        ))
+                    })?;
+                    req.model = alias.clone();
+                    ctx.model = Some(alias.clone());
+                }
+                if let Some(n) = m.max_tokens {
+                    set_max_tokens(req, n);
+                }
+                if let Some(t) = m.temperature {
+                    req.extra.insert("temperature".into(), t.into());
+                }
+                if let Some(n) = m.keep_last_turns {
+                    keep_last_turns(&mut req.messages, n);
+                }
+                ctx.tags.extend(m.tags);
+                view = request_view(ctx, state, headers, req);
+            }
+        }
+    }
+    if !script.has_route {
+        return Ok(state.attempt_order(model));
+    }
+    let context = context_view(state, model, health);
+    let Some(decision) = engine.route(script, &view, &context).map_err(Failed)? else {
+        return Ok(state.attempt_order(model));
+    };
+    apply_decision(ctx, state, script, req, decision).map_err(Failed)
+}
+
+fn apply_decision(
+    ctx: &mut RequestCtx,
+    state: &LiveState,
+    script: &Script,
+    req: &mut ChatRequest,
+    decision: RouteDecision,
+) -> Result<Vec<Target>, PolicyError> {
+    let mut targets: Vec<Target> = Vec::new();
+    for name in decision.all_targets() {
+        let resolved = state.resolve_target(name).ok_or_else(|| {
+            invalid(script, format!("`route` chose unknown target `{name}` (not a model alias or a configured provider/model)"))
+        })?;
+        for t in resolved {
+            if !targets
+                .iter()
+                .any(|x| x.provider == t.provider && x.model == t.model)
+            {
+                targets.push(t);
+            }
+        }
+    }
+    if let Some(n) = decision.overrides.max_tokens {
+        set_max_tokens(req, n);
+    }
+    if let Some(t) = decision.overrides.temperature {
+        req.extra.insert("temperature".into(), t.into());
+    }
+    ctx.tags.extend(decision.tags);
+    Ok(targets)
+}
+
+fn invalid(script: &Script, message: String) -> PolicyError {
+    PolicyError {
+        kind: PolicyErrorKind::InvalidDecision,
+        file: script.path.to_string(),
+        line: 0,
+        col: 0,
+        message,
+    }
+}
+
+fn set_max_tokens(req: &mut ChatRequest, n: u32) {
+    if req.max_completion_tokens.is_some() {
+        req.max_completion_tokens = Some(n);
+    } else {
+        req.max_tokens = Some(n);
+    }
+}
+
+/// Keeps system and developer messages, and the last `n` others.
+fn keep_last_turns(messages: &mut Vec<Message>, n: usize) {
+    let is_system = |m: &Message| m.role == "system" || m.role == "developer";
+    let others = messages.iter().filter(|m| !is_system(m)).count();
+    let mut skip = others.saturating_sub(n);
+    messages.retain(|m| {
+        if is_system(m) || skip == 0 {
+            true
+        } else {
+            skip -= 1;
+            false
+        }
+    });
+}
+
+fn request_view(
+    ctx: &RequestCtx,
+    state: &LiveState,
+    headers: &RequestHeader,
+    req: &ChatRequest,
+) -> RequestView {
+    let header = |name: &str| {
+        headers
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let identity = Identity {
+        key: ctx.key_name.clone().unwrap_or_default(),
+        tenant: ctx.tenant.clone().unwrap_or_default(),
+        user: header("x-tollgate-user")
+            .map(str::to_owned)
+            .or_else(|| req.user.clone())
+            .unwrap_or_default(),
+        session: header("x-tollgate-session").unwrap_or_default().to_owned(),
+    };
+    let mut metadata = match req.extra.get("metadata") {
+        Some(serde_json::Value::Object(m)) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    if let Some(serde_json::Value::Object(m)) = header("x-tollgate-metadata")
+        .and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
+    {
+        metadata.extend(m);
+    }
+    let allowed = &state.config.policy.header_allowlist;
+    let visible = allowed
+        .iter()
+        .filter_map(|name| header(name).map(|v| (name.clone(), v.to_owned())))
+        .collect();
+    RequestView::new(req, identity, ctx.tags.clone(), metadata, visible)
+}
+
+fn context_view(state: &LiveState, model: &ModelConfig, health: &HealthRegistry) -> ContextView {
+    let targets: Vec<String> = model.targets.iter().map(Target::id).collect();
+    let health = targets
+        .iter()
+        .map(|t| (t.clone(), health.snapshot(t)))
+        .collect();
+    ContextView(Arc::new(ContextData {
+        targets,
+        health,
+        prices: state.prices.clone(),
+        ..ContextData::now()
+    }))
+}
+
+/// Tags from the `x-tollgate-tags` header (comma-separated).
+pub fn header_tags(headers: &RequestHeader) -> Vec<String> {
+    headers
+        .headers
+        .get("x-tollgate-tags")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, text: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: text.into(),
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn keep_last_turns_keeps_system_messages() {
+        let mut m = vec![
+            msg("system", "s"),
+            msg("user", "1"),
+            msg("assistant", "2"),
+            msg("user", "3"),
+        ];
+        keep_last_turns(&mut m, 1);
+        let kept: Vec<String> = m.iter().map(Message::text).collect();
+        assert_eq!(kept, vec!["s", "3"]);
+    }
+}
