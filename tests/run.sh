@@ -7,6 +7,8 @@ source tests/setup.sh
 
 cargo build --workspace --bins
 cargo test --workspace
+# The example routing policies' fixtures, through the CLI users run.
+target/debug/tollgate policy test policies/
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

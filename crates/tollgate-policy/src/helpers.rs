@@ -26,13 +26,17 @@ fn regex_match(text: &str, pattern: &str) -> Result<bool, Box<EvalAltResult>> {
     Ok(hit)
 }
 
-/// Case-insensitive: does `text` contain any of `words`?
+/// Case-insensitive: does `text` contain any of `words`? Lowercases the text once, then one
+/// SIMD substring search per word.
 fn contains_any(text: &str, words: Array) -> bool {
     let hay = text.to_lowercase();
     words
-        .iter()
-        .filter_map(|w| w.clone().into_string().ok())
-        .any(|w| !w.is_empty() && hay.contains(&w.to_lowercase()))
+        .into_iter()
+        .filter_map(|w| w.into_string().ok())
+        .any(|w| {
+            !w.is_empty()
+                && memchr::memmem::find(hay.as_bytes(), w.to_lowercase().as_bytes()).is_some()
+        })
 }
 
 /// Does `text` look like it contains source code?
@@ -58,7 +62,10 @@ pub(crate) fn detect_code(text: &str) -> bool {
         "console.log",
         "</",
     ];
-    let hits = MARKERS.iter().filter(|m| text.contains(*m)).count();
+    let hits = MARKERS
+        .iter()
+        .filter(|m| memchr::memmem::find(text.as_bytes(), m.as_bytes()).is_some())
+        .count();
     let symbols = text
         .chars()
         .filter(|c| matches!(c, '{' | '}' | ';' | '(' | ')'))

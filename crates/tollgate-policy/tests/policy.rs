@@ -55,7 +55,7 @@ fn scripts_see_the_request_and_context() {
             r#"fn route(req, ctx) {
                 if req.model != "auto" || req.last_user_text != "hello there" { throw "text"; }
                 if req.system_text != "Be terse." || !req.has_tools || req.stream { throw "flags"; }
-                if req.tokens < 5 || req.turns != 2 || req.max_tokens != 100 { throw "numbers"; }
+                if req.tokens < 5 || req.exact_tokens < 5 || req.turns != 2 || req.max_tokens != 100 { throw "numbers"; }
                 if req.tenant != "acme" || req.user != "u1" || req.session != "s1" || req.key != "k1" { throw "identity"; }
                 if !req.has_tag("eu") || req.meta("team") != "search" || req.header("X-Team") != "blue" { throw "tags"; }
                 if req.header("authorization") != () { throw "headers outside the allow-list are invisible"; }

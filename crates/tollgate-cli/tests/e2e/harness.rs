@@ -21,7 +21,7 @@ pub struct Gateway {
     /// `http://127.0.0.1:ADMIN_PORT`
     pub admin_url: String,
     config_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The key every test config accepts.
@@ -84,10 +84,42 @@ impl Gateway {
             url: format!("http://127.0.0.1:{port}"),
             admin_url: format!("http://127.0.0.1:{admin}"),
             config_path: path,
-            _dir: dir,
+            dir,
         };
         gw.wait_ready().await;
         gw
+    }
+
+    /// Writes `contents` to `name` in the gateway's config directory atomically (write a temporary
+    /// file, then rename it over the old one, as editors do).
+    pub fn write_file(&self, name: &str, contents: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, contents).expect("write tmp");
+        std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename");
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    /// Rewrites the config file with new providers and models (same `[server]` and keys).
+    pub fn write_config(&self, body: &str) {
+        let text = std::fs::read_to_string(&self.config_path).expect("config");
+        let server_end = text.find("\n\n").expect("server section");
+        let keys_start = text.rfind("[[keys]]").expect("keys");
+        let new = format!(
+            "{}\n\n{body}\n\n{}",
+            &text[..server_end],
+            &text[keys_start..]
+        );
+        let name = self
+            .config_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_owned();
+        self.write_file(&name, &new);
     }
 
     /// Starts a second process with `--upgrade` on the same config; it takes over the listening

@@ -17,3 +17,7 @@ mod streaming;
 mod admin;
 // Zero-downtime binary upgrade.
 mod upgrade;
+// Rhai routing policies in the request path.
+mod policies;
+// Hot reload of config and scripts.
+mod reload;
