@@ -99,7 +99,7 @@ async fn reload_under_load_never_fails_a_request_or_serves_a_bad_version() {
         }));
     }
     let started = Instant::now();
-    for v in 1..=200 {
+    for v in 1..=200usize {
         let (script, config) = if v.is_multiple_of(2) {
             valid(&base, v)
         } else {
