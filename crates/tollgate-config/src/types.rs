@@ -141,8 +141,9 @@ pub struct MockSettings {
     pub chunks: u32,
 }
 
-/// A validated provider.
-#[derive(Debug, Clone)]
+/// A validated provider. Its `Debug` output names headers but never shows their values, which
+/// may be credentials.
+#[derive(Clone)]
 pub struct ProviderConfig {
     /// Its name in `[providers]`.
     pub name: String,
@@ -162,6 +163,23 @@ pub struct ProviderConfig {
     pub timeouts: Timeouts,
     /// Mock settings (`kind = "mock"` only).
     pub mock: Option<MockSettings>,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("auth", &self.auth)
+            .field("api_version", &self.api_version)
+            .field("headers", &header_names)
+            .field("timeouts", &self.timeouts)
+            .field("mock", &self.mock)
+            .finish()
+    }
 }
 
 /// One target of a model alias.

@@ -353,7 +353,8 @@ fn check_provider(
         (Some(url), _) | (None, Some(url)) => match parse_url(url) {
             Ok(u) => u,
             Err(why) => {
-                ck.error(&path.key("base_url"), format_args!("`{url}`: {why}"));
+                // The value is not quoted: after `${VAR}` substitution it may hold a secret.
+                ck.error(&path.key("base_url"), why);
                 return None;
             }
         },
@@ -381,9 +382,28 @@ fn check_provider(
         None => None,
     };
     let mut headers = Vec::with_capacity(p.headers.len());
+    // Framing and hop-by-hop headers are the gateway's to set; a wrong one desyncs pooled
+    // connections.
+    const RESERVED: [&str; 10] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "expect",
+    ];
     for (k, v) in &p.headers {
         let lower = k.to_ascii_lowercase();
-        if http_header_name_ok(&lower) && !v.contains(['\r', '\n']) {
+        if RESERVED.contains(&lower.as_str()) {
+            ck.error(
+                &path.key("headers").key(k),
+                "is set by the gateway and cannot be configured",
+            );
+        } else if http_header_name_ok(&lower) && !v.contains(['\r', '\n']) {
             headers.push((lower, v.clone()));
         } else {
             ck.error(&path.key("headers").key(k), "not a valid HTTP header");

@@ -13,17 +13,26 @@ fn regex_cache() -> &'static Mutex<HashMap<String, regex::Regex>> {
 const REGEX_CACHE_LIMIT: usize = 1024;
 
 fn regex_match(text: &str, pattern: &str) -> Result<bool, Box<EvalAltResult>> {
-    let mut cache = regex_cache().lock().map_err(|_| "regex cache poisoned")?;
-    if let Some(re) = cache.get(pattern) {
-        return Ok(re.is_match(text));
-    }
-    let re = regex::Regex::new(pattern).map_err(|e| format!("invalid regex `{pattern}`: {e}"))?;
-    let hit = re.is_match(text);
-    if cache.len() >= REGEX_CACHE_LIMIT {
-        cache.clear(); // scripts use a handful of fixed patterns; a flood of new ones just recompiles
-    }
-    cache.insert(pattern.to_owned(), re);
-    Ok(hit)
+    // Clone the (reference-counted) regex out, so matching never holds the lock.
+    let cached = regex_cache()
+        .lock()
+        .map_err(|_| "regex cache poisoned")?
+        .get(pattern)
+        .cloned();
+    let re = match cached {
+        Some(re) => re,
+        None => {
+            let re = regex::Regex::new(pattern)
+                .map_err(|e| format!("invalid regex `{pattern}`: {e}"))?;
+            let mut cache = regex_cache().lock().map_err(|_| "regex cache poisoned")?;
+            if cache.len() >= REGEX_CACHE_LIMIT {
+                cache.clear(); // scripts use a few fixed patterns; a flood of new ones recompiles
+            }
+            cache.insert(pattern.to_owned(), re.clone());
+            re
+        }
+    };
+    Ok(re.is_match(text))
 }
 
 /// Case-insensitive: does `text` contain any of `words`? Lowercases the text once, then one

@@ -23,8 +23,9 @@ use bytes::Bytes;
 use tollgate_config::{ProviderConfig, ProviderKind};
 use tollgate_types::{ChatRequest, EmbeddingsRequest, Usage};
 
-/// An upstream HTTP request, ready to be written by the proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An upstream HTTP request, ready to be written by the proxy. Its `Debug` output shows header
+/// names only: values include the provider key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamRequest {
     /// `POST` or `GET`.
     pub method: &'static str,
@@ -34,6 +35,18 @@ pub struct UpstreamRequest {
     pub headers: Vec<(std::borrow::Cow<'static, str>, String)>,
     /// The body.
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for UpstreamRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_ref()).collect();
+        f.debug_struct("UpstreamRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &names)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// What the proxy learned from a complete (non-streamed) response body.

@@ -74,6 +74,9 @@ fn parse_event(raw: &[u8]) -> Option<SseEvent> {
     data.map(|data| SseEvent { event, data })
 }
 
+/// Largest partial event the observer buffers.
+const MAX_PENDING_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
 /// Something the proxy wants to know about a passing stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamSignal {
@@ -99,7 +102,15 @@ impl StreamObserver {
     /// Observes one body chunk.
     pub fn observe(&mut self, chunk: &Bytes) -> Vec<StreamSignal> {
         let mut signals = Vec::new();
-        for ev in self.splitter.push(chunk) {
+        let events = self.splitter.push(chunk);
+        if self.splitter.pending() > MAX_PENDING_EVENT_BYTES {
+            // A stream without event boundaries would otherwise grow this buffer without end.
+            self.splitter = SseSplitter::default();
+            signals.push(StreamSignal::Error(
+                "SSE event larger than 8 MiB".to_owned(),
+            ));
+        }
+        for ev in events {
             let data = ev.data.trim();
             if data == "[DONE]" {
                 signals.push(StreamSignal::Done);
@@ -133,15 +144,20 @@ impl StreamObserver {
 }
 
 fn carries_token(data: &str) -> bool {
-    if data.contains("\"tool_calls\":[") {
+    let bytes = data.as_bytes();
+    // The value after `"key":`, whitespace skipped (some providers write `"key": value`).
+    let values = |key: &'static [u8]| {
+        memmem::find_iter(bytes, key).filter_map(move |i| {
+            let rest = &bytes[i + key.len()..];
+            let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+            (rest[colon] == b':').then(|| rest[colon + 1..].trim_ascii_start())
+        })
+    };
+    if values(b"\"tool_calls\"").any(|v| v.starts_with(b"[")) {
         return true;
     }
     // `"content":""` and `"content":null` are role or finish chunks, not tokens.
-    let finder = memmem::Finder::new(b"\"content\":\"");
-    let bytes = data.as_bytes();
-    finder
-        .find_iter(bytes)
-        .any(|i| bytes.get(i + 11).is_some_and(|b| *b != b'"'))
+    values(b"\"content\"").any(|v| v.starts_with(b"\"") && !v.starts_with(b"\"\""))
 }
 
 #[cfg(test)]
@@ -177,5 +193,9 @@ mod tests {
         let tok = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n");
         assert_eq!(o.observe(&tok), vec![StreamSignal::FirstToken]);
         assert!(o.observe(&tok).is_empty(), "reported once");
+        let mut spaced = StreamObserver::default();
+        let tok =
+            Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\": \"Hi\"}}]}\n\n");
+        assert_eq!(spaced.observe(&tok), vec![StreamSignal::FirstToken]);
     }
 }

@@ -39,7 +39,8 @@ pub async fn read_bounded(session: &mut Session, limit: usize) -> Result<Bytes, 
     }
     // A client that stops sending mid-body must not hold a worker forever.
     session.set_read_timeout(Some(BODY_READ_TIMEOUT));
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    // Grow as bytes arrive: a declared length is a claim, not memory to hand out up front.
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
@@ -50,8 +51,14 @@ pub async fn read_bounded(session: &mut Session, limit: usize) -> Result<Bytes, 
             }
             Ok(None) => return Ok(buf.freeze()),
             Err(e) => {
+                let timed_out = matches!(e.etype(), pingora::ErrorType::ReadTimedout);
+                let kind = if timed_out {
+                    ErrorKind::RequestTimeout
+                } else {
+                    ErrorKind::InvalidRequest
+                };
                 return Err(ApiError::new(
-                    ErrorKind::InvalidRequest,
+                    kind,
                     format!("could not read the request body: {}", e.etype().as_str()),
                 ));
             }

@@ -21,6 +21,8 @@ pub enum Forwarded {
     Done,
     /// The client went away; the upstream connection is dropped so generation stops.
     ClientGone,
+    /// The upstream broke off mid-stream; the client got an in-stream error event.
+    Truncated,
 }
 
 /// Headers naming who served the request.
@@ -86,6 +88,11 @@ pub async fn forward_stream(
     provider: &Arc<Provider>,
 ) -> Result<Forwarded, AttemptError> {
     let timeouts = provider.config.timeouts;
+    let content_type = opened.header.headers.get(http::header::CONTENT_TYPE);
+    if !content_type.is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")) {
+        let why = "a stream was asked for but the answer is not SSE";
+        return Err(AttemptError::Malformed(why.to_owned()));
+    }
     let first = match next_chunk(&mut opened.session, timeouts.first_byte).await? {
         Some(c) => c,
         None => {
@@ -94,6 +101,12 @@ pub async fn forward_stream(
             ));
         }
     };
+    // An error as the very first event can still fail over: nothing has reached the client.
+    let head = first.trim_ascii_start();
+    if head.starts_with(b"data: {\"error\"") || head.starts_with(b"event: error") {
+        let why = "the stream opened with an error event";
+        return Err(AttemptError::Malformed(why.to_owned()));
+    }
     let mut observer = provider.adapter.stream_observer();
     let header = stream_header(session, ctx)
         .map_err(|e| AttemptError::Malformed(e.etype().as_str().to_owned()))?;
@@ -106,6 +119,7 @@ pub async fn forward_stream(
         return Ok(Forwarded::ClientGone);
     }
     let mut chunk = first;
+    let mut truncated = false;
     loop {
         for signal in observer.observe(&chunk) {
             match signal {
@@ -138,6 +152,7 @@ pub async fn forward_stream(
                 let _ = session
                     .write_response_body(Some(err.sse_event()), false)
                     .await;
+                truncated = true;
                 break;
             }
         };
@@ -145,7 +160,11 @@ pub async fn forward_stream(
     if session.write_response_body(None, true).await.is_err() {
         return Ok(Forwarded::ClientGone);
     }
-    Ok(Forwarded::Done)
+    Ok(if truncated {
+        Forwarded::Truncated
+    } else {
+        Forwarded::Done
+    })
 }
 
 fn stream_header(session: &Session, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tollgate_config::{Config, KeyHash, ModelConfig, ProviderConfig, Target, VirtualKey};
 use tollgate_policy::{Limits, PolicyEngine, Price, Script};
 use tollgate_providers::Adapter;
@@ -32,12 +33,36 @@ pub struct Policies {
     /// The engine, with the configured limits.
     pub engine: PolicyEngine,
     scripts: HashMap<PathBuf, Script>,
+    /// Moving average of each script's run time, in microseconds.
+    run_micros: HashMap<PathBuf, AtomicU64>,
 }
+
+/// A script averaging more than this runs with `block_in_place`, so the worker's other requests
+/// move to another thread instead of waiting for it.
+const SLOW_SCRIPT_MICROS: u64 = 500;
 
 impl Policies {
     /// The compiled script at `path`.
     pub fn script(&self, path: &PathBuf) -> Option<&Script> {
         self.scripts.get(path)
+    }
+
+    /// Whether the script at `path` has been slow lately.
+    pub fn is_slow(&self, path: &PathBuf) -> bool {
+        self.run_micros
+            .get(path)
+            .is_some_and(|m| m.load(Ordering::Relaxed) > SLOW_SCRIPT_MICROS)
+    }
+
+    /// Records how long one run of the script at `path` took.
+    pub fn record_run(&self, path: &PathBuf, took: std::time::Duration) {
+        if let Some(m) = self.run_micros.get(path) {
+            let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            let old = m.load(Ordering::Relaxed);
+            // Weight 1/4: one run into the deadline marks a script slow at once; about five fast
+            // runs clear it again.
+            m.store(old - old / 4 + sample / 4, Ordering::Relaxed);
+        }
     }
 
     /// How many scripts are loaded.
@@ -194,10 +219,15 @@ impl LiveState {
 
 /// Compiles every script the config names, each once, collecting every error.
 fn compile_policies(config: &Config) -> Result<Policies, BuildError> {
+    let defaults = Limits::default();
     let limits = Limits {
         max_operations: config.policy.max_operations,
         timeout: config.policy.timeout,
-        ..Limits::default()
+        // Prompts reach scripts as strings: a legal request must never trip the string limit.
+        max_string_size: defaults
+            .max_string_size
+            .max(config.limits.max_request_bytes),
+        ..defaults
     };
     let engine = PolicyEngine::new(limits);
     let mut paths: BTreeMap<PathBuf, ()> = BTreeMap::new();
@@ -224,7 +254,15 @@ fn compile_policies(config: &Config) -> Result<Policies, BuildError> {
         }
     }
     if errors.is_empty() {
-        Ok(Policies { engine, scripts })
+        let run_micros = scripts
+            .keys()
+            .map(|p| (p.clone(), AtomicU64::new(0)))
+            .collect();
+        Ok(Policies {
+            engine,
+            scripts,
+            run_micros,
+        })
     } else {
         Err(BuildError(errors))
     }

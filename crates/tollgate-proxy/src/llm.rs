@@ -132,10 +132,20 @@ pub async fn serve(
         let in_flight = health.start(&id);
         let outcome = attempt(session, ctx, connector, provider, &target.model, &payload).await;
         drop(in_flight);
-        health.record(&id, outcome.is_ok(), started.elapsed(), ctx.ttft);
+        // Time to first token of this attempt, not of the request (which includes earlier ones).
+        let ttft = ctx
+            .ttft
+            .map(|t| t.saturating_sub(started.duration_since(ctx.started)));
+        let ok = matches!(outcome, Ok(Forwarded::Done | Forwarded::ClientGone));
+        health.record(&id, ok, started.elapsed(), ttft);
         match outcome {
             Ok(Forwarded::Done) => {
                 record_attempt(&provider.config.name, "ok");
+                return Ok(());
+            }
+            Ok(Forwarded::Truncated) => {
+                // Too late to fail over; the client got an in-stream error event.
+                record_attempt(&provider.config.name, "broken");
                 return Ok(());
             }
             Ok(Forwarded::ClientGone) => {
@@ -144,6 +154,7 @@ pub async fn serve(
                 return Ok(());
             }
             Err(e) => {
+                ctx.served_by = None;
                 record_attempt(&provider.config.name, e.outcome());
                 tracing::warn!(request_id = %ctx.request_id, provider = %provider.config.name,
                     model = %target.model, attempt = ctx.attempts, error = %e.summary(),
@@ -199,15 +210,17 @@ fn all_failed(failures: &[(String, String, AttemptError)]) -> ApiError {
         );
     }
     let all = |f: fn(&AttemptError) -> bool| failures.iter().all(|(_, _, e)| f(e));
-    let kind = if all(|e| matches!(e, AttemptError::Timeout(_))) {
-        ErrorKind::Timeout
-    } else if all(|e| {
+    // Unreachable first: a connect timeout means "could not reach", not "too slow to answer".
+    let unreachable = |e: &AttemptError| {
         matches!(
             e,
             AttemptError::Connect(_) | AttemptError::Resolve(_) | AttemptError::Timeout("connect")
         )
-    }) {
+    };
+    let kind = if failures.iter().all(|(_, _, e)| unreachable(e)) {
         ErrorKind::Unavailable
+    } else if all(|e| matches!(e, AttemptError::Timeout(_))) {
+        ErrorKind::Timeout
     } else {
         ErrorKind::UpstreamFailed
     };

@@ -22,20 +22,37 @@ pub fn route_chat(
     health: &HealthRegistry,
 ) -> Result<Vec<Target>, ApiError> {
     let state = ctx.state.clone();
-    let Some(script) = model
+    let Some((path, script)) = model
         .policy(&state.config)
-        .and_then(|p| state.policies.script(p))
+        .and_then(|p| state.policies.script(p).map(|s| (p, s)))
     else {
         return Ok(state.attempt_order(model));
     };
-    match run_policy(ctx, &state, script, headers, req, model, health) {
+    let started = std::time::Instant::now();
+    let mut run = || run_policy(ctx, &state, script, headers, req, model, health);
+    // Scripts are synchronous and run on the worker thread. One that has been slow lately (for
+    // instance into its deadline) runs with `block_in_place`, so the requests queued on this
+    // worker move to another thread rather than wait behind it.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let outcome = if multi_thread && state.policies.is_slow(path) {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
+    };
+    state.policies.record_run(path, started.elapsed());
+    match outcome {
         Ok(targets) => Ok(targets),
         Err(Denied(e)) => Err(e),
         Err(Failed(e)) => {
             crate::metrics::record_policy_error(&e.file, e.kind.as_str());
             tracing::warn!(request_id = %ctx.request_id, error = %e, "Routing policy failed.");
             match state.config.policy.on_error {
-                OnPolicyError::Fallback => Ok(state.attempt_order(model)),
+                // `on_request` may have switched the alias before `route` failed: fall back to
+                // the alias the request now names, as logged.
+                OnPolicyError::Fallback => {
+                    Ok(state.attempt_order(state.model(&req.model).unwrap_or(model)))
+                }
                 OnPolicyError::Deny => Err(ApiError::new(
                     ErrorKind::Internal,
                     "the routing policy failed",

@@ -79,6 +79,8 @@ pub async fn open(
 ) -> Result<Opened, AttemptError> {
     let peer = peer_for(provider).await?;
     let mut last = AttemptError::Connect("no attempt".to_owned());
+    // One deadline for both tries: a retry on a fresh connection gets no extra time.
+    let deadline = tokio::time::Instant::now() + provider.timeouts.first_byte;
     for _ in 0..2 {
         let (mut session, reused) = match connector.get_http_session(&peer).await {
             Ok(s) => s,
@@ -91,8 +93,7 @@ pub async fn open(
                 });
             }
         };
-        match tokio::time::timeout(provider.timeouts.first_byte, exchange(&mut session, req)).await
-        {
+        match tokio::time::timeout_at(deadline, exchange(&mut session, req)).await {
             Ok(Ok(header)) => {
                 return Ok(Opened {
                     session,
@@ -100,19 +101,30 @@ pub async fn open(
                     peer,
                 });
             }
-            Ok(Err(e)) if reused => last = e,
-            Ok(Err(e)) => return Err(e),
+            // Only a pooled connection that failed before the provider could have acted on the
+            // request (Pingora marks those retryable) is worth a second try: anything later
+            // risks a duplicate, billed generation.
+            Ok(Err((e, retryable))) if reused && retryable => last = e,
+            Ok(Err((e, _))) => return Err(e),
             Err(_) => return Err(AttemptError::Timeout("first byte")),
         }
     }
     Err(last)
 }
 
+/// Writes the request and reads the response header. An error carries whether Pingora judged it
+/// safe to retry (a reused connection that closed before answering).
 async fn exchange(
     session: &mut HttpSession,
     req: &UpstreamRequest,
-) -> Result<ResponseHeader, AttemptError> {
-    let broken = |e: Box<pingora::Error>| AttemptError::Connect(e.etype().as_str().to_lowercase());
+) -> Result<ResponseHeader, (AttemptError, bool)> {
+    let broken = |e: Box<pingora::Error>| {
+        let retry = e.retry();
+        (
+            AttemptError::Connect(e.etype().as_str().to_lowercase()),
+            retry,
+        )
+    };
     let mut header = RequestHeader::build(req.method, req.path.as_bytes(), Some(req.headers.len()))
         .map_err(broken)?;
     for (name, value) in &req.headers {
@@ -132,21 +144,27 @@ async fn exchange(
         .map_err(broken)?;
     session.finish_request_body().await.map_err(broken)?;
     session.read_response_header().await.map_err(broken)?;
-    session
-        .response_header()
-        .cloned()
-        .ok_or_else(|| AttemptError::Connect("no response header".to_owned()))
+    session.response_header().cloned().ok_or_else(|| {
+        (
+            AttemptError::Connect("no response header".to_owned()),
+            false,
+        )
+    })
 }
 
 async fn peer_for(provider: &ProviderConfig) -> Result<HttpPeer, AttemptError> {
     let url = &provider.base_url;
     let addr = match url.host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, url.port),
-        Err(_) => tokio::net::lookup_host((url.host.as_str(), url.port))
-            .await
-            .map_err(|e| AttemptError::Resolve(format!("{}: {e}", url.host)))?
-            .next()
-            .ok_or_else(|| AttemptError::Resolve(format!("{}: no address", url.host)))?,
+        Err(_) => tokio::time::timeout(
+            provider.timeouts.connect,
+            tokio::net::lookup_host((url.host.as_str(), url.port)),
+        )
+        .await
+        .map_err(|_| AttemptError::Timeout("connect"))?
+        .map_err(|e| AttemptError::Resolve(format!("{}: {e}", url.host)))?
+        .next()
+        .ok_or_else(|| AttemptError::Resolve(format!("{}: no address", url.host)))?,
     };
     let mut peer = HttpPeer::new(addr, url.tls, url.host.clone());
     peer.options.connection_timeout = Some(provider.timeouts.connect);

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     PolicyDenied(u16),
     /// Request body over `max_request_bytes`. 413.
     PayloadTooLarge,
+    /// The client stopped sending its body. 408.
+    RequestTimeout,
     /// Every upstream attempt failed with an upstream error. 502.
     UpstreamFailed,
     /// Every upstream attempt failed to connect, or no target is available. 503.
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::PolicyDenied(status) => status,
             ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::Internal => 500,
             ErrorKind::UpstreamFailed => 502,
             ErrorKind::Unavailable => 503,
@@ -51,7 +54,8 @@ impl ErrorKind {
             ErrorKind::InvalidRequest
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
-            | ErrorKind::PayloadTooLarge => "invalid_request_error",
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::RequestTimeout => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::UpstreamFailed | ErrorKind::Unavailable | ErrorKind::Timeout => {
                 "upstream_error"

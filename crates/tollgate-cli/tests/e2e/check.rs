@@ -72,3 +72,37 @@ fn the_shipped_examples_are_valid() {
         );
     }
 }
+
+#[test]
+fn framing_headers_cannot_be_configured() {
+    let (ok, _, err) = check(
+        "[providers.up]\nkind = \"openai_compatible\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\
+         headers = { \"Transfer-Encoding\" = \"chunked\", \"x-team\" = \"blue\" }\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("providers.up.headers.Transfer-Encoding: is set by the gateway"),
+        "{err}"
+    );
+    assert!(!err.contains("x-team"), "{err}");
+}
+
+#[test]
+fn url_errors_do_not_echo_interpolated_secrets() {
+    let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+    f.write_all(b"[providers.up]\nkind = \"openai_compatible\"\nbase_url = \"ftp://user:${SECRET_PART}@host/v1\"\n")
+        .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(f.path())
+        .env("SECRET_PART", "hunter2-secret")
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("providers.up.base_url: must start with http:// or https://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2-secret"), "{stderr}");
+}

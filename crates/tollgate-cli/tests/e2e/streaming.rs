@@ -153,3 +153,31 @@ async fn a_stream_fails_over_before_its_first_byte() {
     assert_eq!(evs.last().expect("events").1, "[DONE]");
     assert_eq!((a.stats.requests(), b.stats.requests()), (1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_request_answered_without_sse_fails_over() {
+    let (a, b) = (
+        spawn("127.0.0.1:0", MockConfig::default())
+            .await
+            .expect("mock"),
+        spawn("127.0.0.1:0", MockConfig::default())
+            .await
+            .expect("mock"),
+    );
+    let gw = Gateway::start(&format!(
+        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"x\" }}, {{ provider = \"b\", model = \"y\" }}]\n",
+        mock_provider("a", &a.base_url(), "\"x-mock-malformed\" = \"1\""),
+        mock_provider("b", &b.base_url(), "")
+    ))
+    .await;
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&stream_body("m", false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.headers()["x-tollgate-provider"], "b");
+    let evs = events(resp).await;
+    assert_eq!(evs.last().expect("events").1, "[DONE]");
+    assert_eq!((a.stats.requests(), b.stats.requests()), (1, 1));
+}
