@@ -93,7 +93,8 @@ pub async fn open(
                 });
             }
         };
-        match tokio::time::timeout_at(deadline, exchange(&mut session, req)).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match pingora::time::timeout(left, exchange(&mut session, req)).await {
             Ok(Ok(header)) => {
                 return Ok(Opened {
                     session,
@@ -178,7 +179,8 @@ pub async fn next_chunk(
     session: &mut HttpSession,
     idle: Duration,
 ) -> Result<Option<bytes::Bytes>, AttemptError> {
-    match tokio::time::timeout(idle, session.read_response_body()).await {
+    // Pingora's timer wheel: cheaper than a tokio timer on every chunk of every stream.
+    match pingora::time::timeout(idle, session.read_response_body()).await {
         Ok(Ok(chunk)) => Ok(chunk),
         Ok(Err(e)) => Err(AttemptError::Broken(e.etype().as_str().to_lowercase())),
         Err(_) => Err(AttemptError::Timeout("idle")),
