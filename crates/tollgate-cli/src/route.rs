@@ -23,7 +23,7 @@ pub fn dry_run(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let state = Arc::new(LiveState::build(cfg, 0)?);
+    let state = Arc::new(LiveState::build_with(cfg, 0, explain)?);
     let body = std::fs::read(request).with_context(|| format!("reading {}", request.display()))?;
     let mut req: tollgate_types::ChatRequest = serde_json::from_slice(&body)
         .with_context(|| format!("{} is not a chat request", request.display()))?;
@@ -45,6 +45,7 @@ pub fn dry_run(
         &model,
         &HealthRegistry::default(),
     );
+    let lines = tollgate_policy::PolicyEngine::take_trace();
     let mut out = std::io::stdout();
     match outcome {
         Ok(targets) => {
@@ -72,6 +73,7 @@ pub fn dry_run(
                             })
                             .unwrap_or_default();
                         writeln!(out, "policy:  {} ({})", p.display(), entries.join(", "))?;
+                        explain_lines(&mut out, p, &lines)?;
                     }
                     None => writeln!(out, "policy:  none: the model's static targets, in order")?,
                 }
@@ -88,6 +90,40 @@ pub fn dry_run(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Prints the script lines that ran, in order (repeats folded), and the last one: the statement
+/// that produced the decision.
+fn explain_lines(
+    out: &mut impl std::io::Write,
+    script: &Path,
+    lines: &[usize],
+) -> std::io::Result<()> {
+    let mut ran: Vec<usize> = Vec::new();
+    for l in lines {
+        if ran.last() != Some(l) {
+            ran.push(*l);
+        }
+    }
+    let text = std::fs::read_to_string(script).unwrap_or_default();
+    let source = |n: usize| {
+        text.lines()
+            .nth(n.saturating_sub(1))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    // The deciding statement is the last one run that is more than a closing brace.
+    let Some(last) = ran
+        .iter()
+        .rev()
+        .find(|l| !matches!(source(**l).as_str(), "}" | "" | "};"))
+    else {
+        return writeln!(out, "lines:   none ran");
+    };
+    let shown: Vec<String> = ran.iter().map(usize::to_string).collect();
+    writeln!(out, "lines:   {}", shown.join(" "))?;
+    writeln!(out, "decided: line {last}: {}", source(*last))
 }
 
 /// Runs every fixture file under `dir`; non-zero exit on any mismatch.

@@ -40,6 +40,9 @@ impl Default for Limits {
 }
 
 thread_local! {
+    /// Lines of the statements and expressions run on this thread, recorded only by an engine built with
+    /// [`PolicyEngine::new_tracing`] (for `tollgate route --explain`).
+    static TRACE: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The deadline of the call running on this thread. Script calls are synchronous, so one
     /// slot per thread is enough even when many requests share the thread.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -101,6 +104,31 @@ impl PolicyEngine {
         crate::view::register(&mut engine);
         crate::helpers::register(&mut engine);
         PolicyEngine { engine, limits }
+    }
+
+    /// An engine that also records the line of every statement it runs, for explaining a
+    /// decision. Slower: not for serving traffic.
+    pub fn new_tracing(limits: Limits) -> Self {
+        let mut this = Self::new(limits);
+        #[expect(
+            deprecated,
+            reason = "Rhai marks its debugger API volatile, not deprecated"
+        )]
+        this.engine.register_debugger(
+            |_, debugger| debugger,
+            |_, _, _, _, pos| {
+                if let Some(line) = pos.line() {
+                    TRACE.with(|t| t.borrow_mut().push(line));
+                }
+                Ok(rhai::debugger::DebuggerCommand::StepInto)
+            },
+        );
+        this
+    }
+
+    /// Takes the lines recorded on this thread since the last call (tracing engines only).
+    pub fn take_trace() -> Vec<usize> {
+        TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
     }
 
     /// The limits in force.

@@ -99,6 +99,12 @@ pub struct LiveState {
 impl LiveState {
     /// Builds the live state of `config`, compiling every routing script it names.
     pub fn build(config: Config, version: u64) -> Result<LiveState, BuildError> {
+        Self::build_with(config, version, false)
+    }
+
+    /// Like [`Self::build`]; with `trace`, scripts record the lines they run
+    /// (see [`PolicyEngine::take_trace`]), for `tollgate route --explain`.
+    pub fn build_with(config: Config, version: u64, trace: bool) -> Result<LiveState, BuildError> {
         let providers = config
             .providers
             .iter()
@@ -132,7 +138,7 @@ impl LiveState {
                 (id.clone(), price)
             })
             .collect();
-        let policies = compile_policies(&config)?;
+        let policies = compile_policies(&config, trace)?;
         let data: Vec<serde_json::Value> = config
             .models
             .keys()
@@ -218,7 +224,7 @@ impl LiveState {
 }
 
 /// Compiles every script the config names, each once, collecting every error.
-fn compile_policies(config: &Config) -> Result<Policies, BuildError> {
+fn compile_policies(config: &Config, trace: bool) -> Result<Policies, BuildError> {
     let defaults = Limits::default();
     let limits = Limits {
         max_operations: config.policy.max_operations,
@@ -229,7 +235,11 @@ fn compile_policies(config: &Config) -> Result<Policies, BuildError> {
             .max(config.limits.max_request_bytes),
         ..defaults
     };
-    let engine = PolicyEngine::new(limits);
+    let engine = if trace {
+        PolicyEngine::new_tracing(limits)
+    } else {
+        PolicyEngine::new(limits)
+    };
     let mut paths: BTreeMap<PathBuf, ()> = BTreeMap::new();
     if let Some(p) = &config.policy.default {
         paths.insert(p.clone(), ());

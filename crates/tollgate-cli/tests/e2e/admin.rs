@@ -26,12 +26,22 @@ async fn metrics_count_requests_attempts_and_tokens() {
         .send()
         .await
         .expect("send");
-    let text = reqwest::get(format!("{}/metrics", gw.admin_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    // Metrics are recorded in Pingora's logging phase, just after the response is written:
+    // poll briefly for the last request to land.
+    let want = "tollgate_requests_total{model=\"unknown\",provider=\"none\",status=\"404\"} 1";
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = reqwest::get(format!("{}/metrics", gw.admin_url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.contains(want) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(
         text.contains("tollgate_requests_total{model=\"m\",provider=\"a\",status=\"200\"} 3"),
         "{text}"

@@ -106,3 +106,60 @@ fn url_errors_do_not_echo_interpolated_secrets() {
     );
     assert!(!stderr.contains("hunter2-secret"), "{stderr}");
 }
+
+#[test]
+fn route_explain_names_the_deciding_script_line() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["route", "--config", &format!("{root}policies.toml")])
+        .args([
+            "--request",
+            &format!("{root}requests/hard.json"),
+            "--explain",
+        ])
+        .output()
+        .expect("run route");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("targets: frontier/large -> cheap/mini"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("decided: line 35: #{ targets: [priciest]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn policy_test_runs_the_example_fixtures_and_fails_on_a_mismatch() {
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["policy", "test", policies])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("p.rhai"), "fn route(req, ctx) { \"a/x\" }").expect("script");
+    std::fs::write(
+        dir.path().join("p.test.json"),
+        r#"{"script": "p.rhai", "cases": [{"name": "wrong", "request": {"model": "m", "messages": []},
+            "expect": {"route": {"targets": ["b/y"]}}}]}"#,
+    )
+    .expect("fixture");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("expected: {\"targets\":[\"b/y\"]}"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
