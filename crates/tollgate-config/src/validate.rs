@@ -48,28 +48,24 @@ pub(crate) fn validate(
         file,
         diags: Vec::new(),
     };
-    let mut tree: toml::Table = toml::from_str(text).map_err(|e| {
+    // Stage one already parsed this text and located its errors, so these two cannot fail on
+    // their own; the mapping is only a guard.
+    let unlocated = |e: toml::de::Error| {
         ConfigError::Invalid(vec![Diagnostic {
             file: file.to_owned(),
             line: 1,
             col: 1,
             message: e.message().to_owned(),
         }])
-    })?;
+    };
+    let mut tree: toml::Table = toml::from_str(text).map_err(unlocated)?;
     for (k, v) in tree.iter_mut() {
         interpolate_value(v, &ConfigPath::default().key(k), env, &mut ck);
     }
     if !ck.diags.is_empty() {
         return Err(ConfigError::Invalid(ck.diags));
     }
-    let raw = RawConfig::deserialize(tree).map_err(|e| {
-        ConfigError::Invalid(vec![Diagnostic {
-            file: file.to_owned(),
-            line: 1,
-            col: 1,
-            message: e.message().to_owned(),
-        }])
-    })?;
+    let raw = RawConfig::deserialize(tree).map_err(unlocated)?;
     let config = check(raw, env, &mut ck, file);
     if ck.diags.is_empty() {
         Ok(config)

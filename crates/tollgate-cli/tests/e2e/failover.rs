@@ -1,19 +1,4 @@
-use crate::harness::{Gateway, chat, mock_provider};
-use tollgate_mock::{MockConfig, MockHandle, spawn};
-
-async fn mock() -> MockHandle {
-    spawn("127.0.0.1:0", MockConfig::default())
-        .await
-        .expect("mock")
-}
-
-fn two_targets(a: &MockHandle, a_headers: &str, b: &MockHandle) -> String {
-    format!(
-        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"m1\" }}, {{ provider = \"b\", model = \"m2\" }}]\n",
-        mock_provider("a", &a.base_url(), a_headers),
-        mock_provider("b", &b.base_url(), "")
-    )
-}
+use crate::harness::{Gateway, chat, mock, mock_provider, two_targets};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_mebibyte_body_fails_over_from_503_to_the_second_target() {

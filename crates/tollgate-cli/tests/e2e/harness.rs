@@ -195,3 +195,23 @@ pub fn mock_provider(name: &str, base_url: &str, headers: &str) -> String {
 pub fn chat(model: &str, content: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]})
 }
+
+/// A mock provider with default behaviour, on a free port.
+pub async fn mock() -> tollgate_mock::MockHandle {
+    tollgate_mock::spawn("127.0.0.1:0", tollgate_mock::MockConfig::default())
+        .await
+        .expect("mock")
+}
+
+/// Model `m` with targets `a/m1` (with `x-mock-*` headers `a_headers`) then `b/m2`.
+pub fn two_targets(
+    a: &tollgate_mock::MockHandle,
+    a_headers: &str,
+    b: &tollgate_mock::MockHandle,
+) -> String {
+    format!(
+        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"m1\" }}, {{ provider = \"b\", model = \"m2\" }}]\n",
+        mock_provider("a", &a.base_url(), a_headers),
+        mock_provider("b", &b.base_url(), "")
+    )
+}

@@ -1,13 +1,7 @@
-use crate::harness::{Gateway, chat, mock_provider};
-use tollgate_mock::{MockConfig, MockHandle, spawn};
+use crate::harness::{Gateway, chat, mock, mock_provider};
+use tollgate_mock::MockHandle;
 
 const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies");
-
-async fn mock() -> MockHandle {
-    spawn("127.0.0.1:0", MockConfig::default())
-        .await
-        .expect("mock")
-}
 
 /// `auto` uses cost_tier.rhai over a cheap and a frontier mock; `private` uses residency.rhai;
 /// `scripted` uses an inline script from the test.

@@ -1,4 +1,4 @@
-use crate::harness::{Gateway, chat, mock_provider};
+use crate::harness::{Gateway, chat, mock, mock_provider, two_targets};
 use futures_util::StreamExt as _;
 use std::time::{Duration, Instant};
 use tollgate_mock::{MockConfig, spawn};
@@ -125,22 +125,10 @@ async fn a_stream_that_breaks_midway_ends_with_an_error_event() {
     assert!(evs.iter().all(|(_, d)| d != "[DONE]"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stream_fails_over_before_its_first_byte() {
-    let (a, b) = (
-        spawn("127.0.0.1:0", MockConfig::default())
-            .await
-            .expect("mock"),
-        spawn("127.0.0.1:0", MockConfig::default())
-            .await
-            .expect("mock"),
-    );
-    let gw = Gateway::start(&format!(
-        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"x\" }}, {{ provider = \"b\", model = \"y\" }}]\n",
-        mock_provider("a", &a.base_url(), "\"x-mock-reset-after\" = \"0\""),
-        mock_provider("b", &b.base_url(), "")
-    ))
-    .await;
+/// A stream whose first target misbehaves (per `a_headers`) is served whole by the second.
+async fn assert_stream_fails_over(a_headers: &str) {
+    let (a, b) = (mock().await, mock().await);
+    let gw = Gateway::start(&two_targets(&a, a_headers, &b)).await;
     let resp = gw
         .post("/v1/chat/completions")
         .json(&stream_body("m", true))
@@ -155,29 +143,11 @@ async fn a_stream_fails_over_before_its_first_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stream_fails_over_before_its_first_byte() {
+    assert_stream_fails_over("\"x-mock-reset-after\" = \"0\"").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_stream_request_answered_without_sse_fails_over() {
-    let (a, b) = (
-        spawn("127.0.0.1:0", MockConfig::default())
-            .await
-            .expect("mock"),
-        spawn("127.0.0.1:0", MockConfig::default())
-            .await
-            .expect("mock"),
-    );
-    let gw = Gateway::start(&format!(
-        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"x\" }}, {{ provider = \"b\", model = \"y\" }}]\n",
-        mock_provider("a", &a.base_url(), "\"x-mock-malformed\" = \"1\""),
-        mock_provider("b", &b.base_url(), "")
-    ))
-    .await;
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&stream_body("m", false))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.headers()["x-tollgate-provider"], "b");
-    let evs = events(resp).await;
-    assert_eq!(evs.last().expect("events").1, "[DONE]");
-    assert_eq!((a.stats.requests(), b.stats.requests()), (1, 1));
+    assert_stream_fails_over("\"x-mock-malformed\" = \"1\"").await;
 }
