@@ -35,17 +35,14 @@ fn regex_match(text: &str, pattern: &str) -> Result<bool, Box<EvalAltResult>> {
     Ok(re.is_match(text))
 }
 
-/// Case-insensitive: does `text` contain any of `words`? Lowercases the text once, then one
-/// SIMD substring search per word.
+/// Case-insensitive: does `text` contain any of `words`? Lowercases the text once; the words
+/// are short, so a plain substring search beats building a SIMD searcher per word.
 fn contains_any(text: &str, words: Array) -> bool {
     let hay = text.to_lowercase();
     words
         .into_iter()
         .filter_map(|w| w.into_string().ok())
-        .any(|w| {
-            !w.is_empty()
-                && memchr::memmem::find(hay.as_bytes(), w.to_lowercase().as_bytes()).is_some()
-        })
+        .any(|w| !w.is_empty() && hay.contains(&w.to_lowercase()))
 }
 
 /// Does `text` look like it contains source code?
@@ -71,15 +68,27 @@ pub(crate) fn detect_code(text: &str) -> bool {
         "console.log",
         "</",
     ];
-    let hits = MARKERS
+    // SIMD searchers built once: building one costs more than scanning a prompt with it.
+    static FINDERS: OnceLock<Vec<memchr::memmem::Finder<'static>>> = OnceLock::new();
+    let finders = FINDERS.get_or_init(|| {
+        MARKERS
+            .iter()
+            .map(|m| memchr::memmem::Finder::new(m.as_bytes()))
+            .collect()
+    });
+    let hits = finders
         .iter()
-        .filter(|m| memchr::memmem::find(text.as_bytes(), m.as_bytes()).is_some())
+        .filter(|f| f.find(text.as_bytes()).is_some())
         .count();
+    if hits != 1 {
+        return hits >= 2;
+    }
+    // One marker alone is weak evidence: also require code-like punctuation density.
     let symbols = text
-        .chars()
-        .filter(|c| matches!(c, '{' | '}' | ';' | '(' | ')'))
+        .bytes()
+        .filter(|c| matches!(c, b'{' | b'}' | b';' | b'(' | b')'))
         .count();
-    hits >= 2 || (hits >= 1 && symbols * 20 > text.len().max(1))
+    symbols * 20 > text.len().max(1)
 }
 
 /// A cheap language guess: the dominant script, refined to a language for Latin text by
