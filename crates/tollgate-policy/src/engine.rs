@@ -68,6 +68,8 @@ pub struct Script {
     /// The file it came from.
     pub path: Arc<str>,
     ast: AST,
+    /// Whether the script has top-level statements (constants) that calls must run first.
+    has_top_level: bool,
     /// Defines `route(req, ctx)`.
     pub has_route: bool,
     /// Defines `on_request(req, ctx)`.
@@ -169,6 +171,7 @@ impl PolicyEngine {
         top.map_err(|e| runtime_error(path, "top level", &e))?;
         Ok(Script {
             path: Arc::from(path),
+            has_top_level: !ast.statements().is_empty(),
             ast,
             has_route,
             has_on_request,
@@ -230,9 +233,12 @@ impl PolicyEngine {
         args: impl rhai::FuncArgs,
     ) -> Result<Dynamic, PolicyError> {
         DEADLINE.with(|d| d.set(Some(Instant::now() + self.limits.timeout)));
-        // The top level runs before each call so functions can read its constants as
-        // `global::NAME` (Rhai functions are pure and see nothing else).
-        let options = CallFnOptions::new().eval_ast(true).rewind_scope(true);
+        // A top level runs before each call so functions can read its constants as
+        // `global::NAME` (Rhai functions are pure and see nothing else); scripts without one
+        // skip that cost.
+        let options = CallFnOptions::new()
+            .eval_ast(script.has_top_level)
+            .rewind_scope(true);
         let result = self.engine.call_fn_with_options::<Dynamic>(
             options,
             &mut Scope::new(),
