@@ -363,6 +363,15 @@ fn check_provider(
         }
     };
     let key_env = p.api_key_env.as_deref().or(preset.key_env);
+    let loopback = matches!(base_url.host.as_str(), "localhost" | "127.0.0.1" | "::1")
+        || base_url.host.starts_with("127.");
+    if !base_url.tls && !loopback && key_env.is_some_and(|v| env(v).is_some_and(|k| !k.is_empty()))
+    {
+        ck.error(
+            &path.key("base_url"),
+            "sends the API key in clear text: use https://, or a loopback address for local servers",
+        );
+    }
     let api_key = match key_env {
         Some(var) => match env(var).filter(|v| !v.is_empty()) {
             Some(v) => Some(SecretString::from(v)),

@@ -83,8 +83,14 @@ impl RequestView {
     }
 
     /// Exact prompt tokens under OpenAI's o200k BPE (tiktoken), computed on first use.
-    /// Costs about 30 µs per 2 KB of text.
+    /// Costs about 30 µs per 2 KB of text. Above 256 KiB of text the estimate is returned
+    /// instead: BPE merging grows worse than linearly on long runs without whitespace, and a
+    /// script must not stall a worker on one request.
     pub fn exact_tokens(&self) -> i64 {
+        const EXACT_LIMIT_BYTES: usize = 256 * 1024;
+        if self.0.messages.iter().map(|(_, t)| t.len()).sum::<usize>() > EXACT_LIMIT_BYTES {
+            return self.approx_tokens();
+        }
         *self.0.tokens.get_or_init(|| {
             let bpe = tiktoken_rs::o200k_base_singleton();
             let per_message: usize = self

@@ -163,3 +163,24 @@ fn policy_test_runs_the_example_fixtures_and_fails_on_a_mismatch() {
     );
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
+
+#[test]
+fn keys_are_never_sent_in_clear_text_to_remote_hosts() {
+    let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+    f.write_all(
+        b"[providers.up]\nkind = \"openai_compatible\"\nbase_url = \"http://llm.example.com/v1\"\napi_key_env = \"UP_KEY\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(f.path())
+        .env("UP_KEY", "sk-x")
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("providers.up.base_url: sends the API key in clear text"),
+        "{stderr}"
+    );
+}
