@@ -33,9 +33,18 @@ pub struct Policies {
     /// The engine, with the configured limits.
     pub engine: PolicyEngine,
     scripts: HashMap<PathBuf, Script>,
-    /// Moving average of each script's run time, in microseconds.
-    run_micros: HashMap<PathBuf, AtomicU64>,
+    /// Per script: moving average of its run time, and how many runs it has had.
+    run_stats: HashMap<PathBuf, RunStats>,
 }
+
+#[derive(Debug, Default)]
+struct RunStats {
+    micros: AtomicU64,
+    runs: AtomicU64,
+}
+
+/// Runs a script must complete, each fast, before it is trusted to run inline on a worker.
+const WARM_UP_RUNS: u64 = 8;
 
 /// A script averaging more than this runs with `block_in_place`, so the worker's other requests
 /// move to another thread instead of waiting for it.
@@ -47,16 +56,21 @@ impl Policies {
         self.scripts.get(path)
     }
 
-    /// Whether the script at `path` has been slow lately.
+    /// Whether the script at `path` should run off the worker: it is new (still in its first
+    /// runs after a load, so a script that loops forever never blocks a worker even once) or it
+    /// has been slow lately.
     pub fn is_slow(&self, path: &PathBuf) -> bool {
-        self.run_micros
-            .get(path)
-            .is_some_and(|m| m.load(Ordering::Relaxed) > SLOW_SCRIPT_MICROS)
+        self.run_stats.get(path).is_some_and(|s| {
+            s.runs.load(Ordering::Relaxed) < WARM_UP_RUNS
+                || s.micros.load(Ordering::Relaxed) > SLOW_SCRIPT_MICROS
+        })
     }
 
     /// Records how long one run of the script at `path` took.
     pub fn record_run(&self, path: &PathBuf, took: std::time::Duration) {
-        if let Some(m) = self.run_micros.get(path) {
+        if let Some(s) = self.run_stats.get(path) {
+            s.runs.fetch_add(1, Ordering::Relaxed);
+            let m = &s.micros;
             let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
             let old = m.load(Ordering::Relaxed);
             // Weight 1/4: one run into the deadline marks a script slow at once; about five fast
@@ -264,14 +278,14 @@ fn compile_policies(config: &Config, trace: bool) -> Result<Policies, BuildError
         }
     }
     if errors.is_empty() {
-        let run_micros = scripts
+        let run_stats = scripts
             .keys()
-            .map(|p| (p.clone(), AtomicU64::new(0)))
+            .map(|p| (p.clone(), RunStats::default()))
             .collect();
         Ok(Policies {
             engine,
             scripts,
-            run_micros,
+            run_stats,
         })
     } else {
         Err(BuildError(errors))
