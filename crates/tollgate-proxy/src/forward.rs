@@ -17,7 +17,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// How forwarding ended, once something has reached the client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Forwarded {
-    /// The whole answer was delivered (possibly ending in an in-stream error event).
+    /// The whole answer was delivered.
     Done,
     /// The client went away; the upstream connection is dropped so generation stops.
     ClientGone,
@@ -64,7 +64,7 @@ pub async fn forward_json(
             .parse_response(&body)
             .map_err(|e| AttemptError::Malformed(e.to_string()))?;
         ctx.usage = info.usage;
-    } else if !crate::llm::error_body_ok(&body) {
+    } else if !is_openai_error(&body) {
         // A client error without an OpenAI-shaped body: say what happened in our shape.
         let err = ApiError::new(
             ErrorKind::InvalidRequest,
@@ -77,6 +77,11 @@ pub async fn forward_json(
         Ok(()) => Ok(Forwarded::Done),
         Err(_) => Ok(Forwarded::ClientGone),
     }
+}
+
+/// Whether an upstream error body is OpenAI-shaped (`{"error": ...}`) and can be forwarded.
+fn is_openai_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some())
 }
 
 /// Streams an SSE answer as it arrives. The first chunk is awaited before the client gets a

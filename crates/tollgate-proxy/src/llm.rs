@@ -12,7 +12,6 @@ use crate::metrics::record_attempt;
 use crate::respond::send_error;
 use crate::routing::route_chat;
 use crate::upstream::{AttemptError, open};
-use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::proxy::Session;
 use std::sync::Arc;
@@ -237,9 +236,4 @@ fn all_failed(failures: &[(String, String, AttemptError)]) -> ApiError {
         ),
     )
     .with_code("upstream_failed")
-}
-
-/// Reads an upstream error body to forward it (400-class errors the client caused).
-pub fn error_body_ok(body: &Bytes) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some())
 }
