@@ -11,7 +11,7 @@ use crate::live::Provider;
 use crate::metrics::record_attempt;
 use crate::respond::send_error;
 use crate::routing::route_chat;
-use crate::upstream::{AttemptError, open};
+use crate::upstream::{AttemptError, open, retry_after};
 use pingora::connectors::http::Connector;
 use pingora::proxy::Session;
 use std::sync::Arc;
@@ -181,6 +181,9 @@ async fn attempt(
     let mut opened = open(connector, &provider.config, &req).await?;
     let status = opened.header.status.as_u16();
     match classify_status(status) {
+        Disposition::Failover if status == 429 => {
+            return Err(AttemptError::RateLimited(retry_after(&opened.header)));
+        }
         Disposition::Failover => return Err(AttemptError::Status(status)),
         Disposition::Success | Disposition::ClientError => {}
     }
@@ -199,8 +202,9 @@ async fn attempt(
     result
 }
 
-/// The error for a request whose every target failed: 504 if all timed out, 503 if none could be
-/// reached, 502 otherwise, with each attempt summarised.
+/// The error for a request whose every target failed, with each attempt summarised: 429 (with
+/// the shortest `retry-after`) if all were rate-limited, 503 if none could be reached, 504 if all
+/// timed out, 502 otherwise.
 fn all_failed(failures: &[(String, String, AttemptError)]) -> ApiError {
     if failures.is_empty() {
         return ApiError::new(
@@ -216,12 +220,28 @@ fn all_failed(failures: &[(String, String, AttemptError)]) -> ApiError {
             AttemptError::Connect(_) | AttemptError::Resolve(_) | AttemptError::Timeout("connect")
         )
     };
-    let kind = if failures.iter().all(|(_, _, e)| unreachable(e)) {
-        ErrorKind::Unavailable
+    // Every provider said "slow down": pass that on, with the shortest wait any of them asked
+    // for, rather than a 5xx the client would retry at once.
+    let waits: Vec<Option<std::time::Duration>> = failures
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            AttemptError::RateLimited(wait) => Some(*wait),
+            _ => None,
+        })
+        .collect();
+    let (kind, retry_after) = if waits.len() == failures.len() {
+        let shortest = waits
+            .iter()
+            .flatten()
+            .min()
+            .map(|d| d.as_secs_f64().ceil() as u64);
+        (ErrorKind::RateLimited, shortest)
+    } else if failures.iter().all(|(_, _, e)| unreachable(e)) {
+        (ErrorKind::Unavailable, None)
     } else if all(|e| matches!(e, AttemptError::Timeout(_))) {
-        ErrorKind::Timeout
+        (ErrorKind::Timeout, None)
     } else {
-        ErrorKind::UpstreamFailed
+        (ErrorKind::UpstreamFailed, None)
     };
     let summary: Vec<String> = failures
         .iter()
@@ -235,5 +255,10 @@ fn all_failed(failures: &[(String, String, AttemptError)]) -> ApiError {
             summary.join("; ")
         ),
     )
-    .with_code("upstream_failed")
+    .with_code(if kind == ErrorKind::RateLimited {
+        "rate_limited"
+    } else {
+        "upstream_failed"
+    })
+    .with_retry_after(retry_after)
 }

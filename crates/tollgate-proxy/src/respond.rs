@@ -48,5 +48,15 @@ pub async fn send_error(
 ) -> pingora::Result<()> {
     tracing::debug!(request_id = %ctx.request_id, status = err.status(), message = %err.message, "Request rejected.");
     ctx.error = Some(err.message.clone());
-    send_json(session, ctx, err.status(), err.body(), &[]).await
+    let mut headers: Vec<(&'static str, String)> = Vec::with_capacity(3);
+    if let Some(retry) = err.should_retry() {
+        headers.push(("x-should-retry", retry.to_string()));
+    }
+    if let Some(secs) = err.retry_after_secs {
+        headers.push(("retry-after", secs.to_string()));
+    }
+    if ctx.attempts > 0 {
+        headers.push(("x-tollgate-attempts", ctx.attempts.to_string()));
+    }
+    send_json(session, ctx, err.status(), err.body(), &headers).await
 }

@@ -22,6 +22,8 @@ pub enum AttemptError {
     Timeout(&'static str),
     /// The provider answered with a status that calls for failover.
     Status(u16),
+    /// The provider answered 429, maybe saying when to come back (`retry-after`).
+    RateLimited(Option<Duration>),
     /// The provider answered 2xx with a body that is not what its API documents.
     Malformed(String),
     /// The response body broke off before it was complete.
@@ -35,7 +37,7 @@ impl AttemptError {
             AttemptError::Resolve(_) => "resolve_error",
             AttemptError::Connect(_) => "connect_error",
             AttemptError::Timeout(_) => "timeout",
-            AttemptError::Status(429) => "rate_limited",
+            AttemptError::Status(429) | AttemptError::RateLimited(_) => "rate_limited",
             AttemptError::Status(401 | 403) => "auth_error",
             AttemptError::Status(404) => "not_found",
             AttemptError::Status(s) if *s >= 500 => "server_error",
@@ -52,6 +54,10 @@ impl AttemptError {
             AttemptError::Connect(m) => format!("connect error ({m})"),
             AttemptError::Timeout(what) => format!("{what} timeout"),
             AttemptError::Status(s) => format!("HTTP {s}"),
+            AttemptError::RateLimited(None) => "HTTP 429".to_owned(),
+            AttemptError::RateLimited(Some(d)) => {
+                format!("HTTP 429, retry after {:.1}s", d.as_secs_f64())
+            }
             AttemptError::Malformed(m) => format!("malformed response ({m})"),
             AttemptError::Broken(m) => format!("response broke off ({m})"),
         }
@@ -185,4 +191,21 @@ pub async fn next_chunk(
         Ok(Err(e)) => Err(AttemptError::Broken(e.etype().as_str().to_lowercase())),
         Err(_) => Err(AttemptError::Timeout("idle")),
     }
+}
+
+/// The wait a 429 asks for: `retry-after-ms`, else `retry-after` in seconds (HTTP dates are
+/// ignored: providers send seconds).
+pub fn retry_after(header: &ResponseHeader) -> Option<Duration> {
+    let get = |name: &str| {
+        header
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+    }
+    let secs = get("retry-after")?.parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }

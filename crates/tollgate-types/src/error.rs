@@ -20,6 +20,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// The client stopped sending its body. 408.
     RequestTimeout,
+    /// Every upstream attempt was rate-limited by its provider. 429.
+    RateLimited,
     /// Every upstream attempt failed with an upstream error. 502.
     UpstreamFailed,
     /// Every upstream attempt failed to connect, or no target is available. 503.
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::PolicyDenied(status) => status,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::RequestTimeout => 408,
+            ErrorKind::RateLimited => 429,
             ErrorKind::Internal => 500,
             ErrorKind::UpstreamFailed => 502,
             ErrorKind::Unavailable => 503,
@@ -57,6 +60,7 @@ impl ErrorKind {
             | ErrorKind::PayloadTooLarge
             | ErrorKind::RequestTimeout => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
+            ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::UpstreamFailed | ErrorKind::Unavailable | ErrorKind::Timeout => {
                 "upstream_error"
             }
@@ -78,6 +82,8 @@ pub struct ApiError {
     pub param: Option<&'static str>,
     /// A machine-readable code (`model_not_found`, `invalid_api_key`, ...).
     pub code: Option<&'static str>,
+    /// Seconds after which a retry may succeed, sent as `retry-after`.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -88,6 +94,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             code: None,
+            retry_after_secs: None,
         }
     }
 
@@ -101,6 +108,22 @@ impl ApiError {
     pub fn with_param(mut self, param: &'static str) -> Self {
         self.param = Some(param);
         self
+    }
+
+    /// Sets `retry_after_secs`.
+    pub fn with_retry_after(mut self, secs: Option<u64>) -> Self {
+        self.retry_after_secs = secs;
+        self
+    }
+
+    /// What `x-should-retry` should say, if anything. Official SDKs obey it over their own
+    /// rules: a request that cannot succeed as sent is marked so they do not resend it.
+    pub fn should_retry(&self) -> Option<bool> {
+        match self.status() {
+            408 | 429 => Some(true),
+            400..=499 => Some(false),
+            _ => None,
+        }
     }
 
     /// The HTTP status.
@@ -146,6 +169,22 @@ mod tests {
         assert_eq!(v["error"]["code"], "model_not_found");
         assert_eq!(v["error"]["param"], "model");
         assert_eq!(v["error"]["message"], "no such model");
+    }
+
+    #[test]
+    fn retry_hints() {
+        assert_eq!(
+            ApiError::new(ErrorKind::NotFound, "x").should_retry(),
+            Some(false)
+        );
+        assert_eq!(
+            ApiError::new(ErrorKind::RateLimited, "x").should_retry(),
+            Some(true)
+        );
+        assert_eq!(
+            ApiError::new(ErrorKind::UpstreamFailed, "x").should_retry(),
+            None
+        );
     }
 
     #[test]

@@ -110,6 +110,17 @@ async fn unknown_models_and_paths_get_404_and_wrong_methods_405() {
     .await;
     assert_eq!(s, 404);
     assert_eq!(e["error"]["code"], "model_not_found");
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&chat("nope", "hi"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        resp.headers()["x-should-retry"],
+        "false",
+        "SDKs must not resend a request that cannot succeed"
+    );
     let (s, _) = error_of(
         gw.post("/v1/nothing-here")
             .json(&chat("m", "hi"))

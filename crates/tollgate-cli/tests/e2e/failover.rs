@@ -142,3 +142,40 @@ async fn when_every_target_fails_the_client_gets_a_summary_without_secrets() {
     assert!(msg.contains("b/m2: HTTP 401"), "{msg}");
     assert_eq!(body["error"]["code"], "upstream_failed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_every_target_is_rate_limited_the_client_gets_429_with_the_shortest_wait() {
+    let (a, b) = (mock().await, mock().await);
+    let config = format!(
+        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"m1\" }}, {{ provider = \"b\", model = \"m2\" }}]\n",
+        mock_provider(
+            "a",
+            &a.base_url(),
+            "\"x-mock-status\" = \"429\", \"x-mock-retry-after\" = \"7\""
+        ),
+        mock_provider(
+            "b",
+            &b.base_url(),
+            "\"x-mock-status\" = \"429\", \"x-mock-retry-after\" = \"2\""
+        )
+    );
+    let gw = Gateway::start(&config).await;
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&chat("m", "hi"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "2");
+    assert_eq!(resp.headers()["x-should-retry"], "true");
+    assert_eq!(resp.headers()["x-tollgate-attempts"], "2");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("retry after 7.0s")),
+        "{body}"
+    );
+}
