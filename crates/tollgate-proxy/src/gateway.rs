@@ -7,7 +7,7 @@ use crate::health::HealthRegistry;
 use crate::live::{LiveState, model_object};
 use crate::llm::{self, Payload};
 use crate::metrics::{RequestRecord, record_request};
-use crate::respond::{send_error, send_json};
+use crate::respond::{model_not_found, send_error, send_json};
 use crate::routes::{NoRoute, Route, match_route};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -106,13 +106,7 @@ impl Gateway {
                     let body = Bytes::from(model_object(&id).to_string());
                     return send_json(session, ctx, 200, body, &[]).await;
                 }
-                let err = ApiError::new(
-                    ErrorKind::NotFound,
-                    format!("The model `{id}` does not exist."),
-                )
-                .with_code("model_not_found")
-                .with_param("model");
-                return send_error(session, ctx, &err).await;
+                return send_error(session, ctx, &model_not_found(&id)).await;
             }
             Route::ChatCompletions => Operation::Chat,
             Route::Embeddings => Operation::Embeddings,

@@ -9,7 +9,7 @@ use crate::forward::{Forwarded, forward_json, forward_stream};
 use crate::health::HealthRegistry;
 use crate::live::Provider;
 use crate::metrics::record_attempt;
-use crate::respond::send_error;
+use crate::respond::{model_not_found, send_error};
 use crate::routing::route_chat;
 use crate::upstream::{AttemptError, open, retry_after};
 use pingora::connectors::http::Connector;
@@ -101,16 +101,7 @@ pub async fn serve(
 ) -> pingora::Result<()> {
     let state = ctx.state.clone();
     let Some(model) = state.model(payload.model()) else {
-        let err = ApiError::new(
-            ErrorKind::NotFound,
-            format!(
-                "The model `{}` does not exist or you do not have access to it.",
-                payload.model()
-            ),
-        )
-        .with_code("model_not_found")
-        .with_param("model");
-        return send_error(session, ctx, &err).await;
+        return send_error(session, ctx, &model_not_found(payload.model())).await;
     };
     ctx.model = Some(model.name.clone());
     let targets = match &mut payload {

@@ -60,3 +60,13 @@ pub async fn send_error(
     }
     send_json(session, ctx, err.status(), err.body(), &headers).await
 }
+
+/// The 404 for an alias that is not configured, worded as OpenAI words it.
+pub fn model_not_found(alias: &str) -> ApiError {
+    ApiError::new(
+        tollgate_types::ErrorKind::NotFound,
+        format!("The model `{alias}` does not exist or you do not have access to it."),
+    )
+    .with_code("model_not_found")
+    .with_param("model")
+}
