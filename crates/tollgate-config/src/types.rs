@@ -204,6 +204,18 @@ pub struct ModelConfig {
     pub policy: Option<PathBuf>,
 }
 
+impl Config {
+    /// Every routing script the config names (the default and each model's), once each.
+    pub fn script_paths(&self) -> std::collections::BTreeSet<PathBuf> {
+        self.policy
+            .default
+            .iter()
+            .chain(self.models.values().filter_map(|m| m.policy.as_ref()))
+            .cloned()
+            .collect()
+    }
+}
+
 impl ModelConfig {
     /// The script deciding this model's routing: its own, else the default.
     pub fn policy<'a>(&'a self, config: &'a Config) -> Option<&'a PathBuf> {

@@ -5,7 +5,7 @@
 //! limits, budgets, circuit state) do not live here.
 
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -254,18 +254,9 @@ fn compile_policies(config: &Config, trace: bool) -> Result<Policies, BuildError
     } else {
         PolicyEngine::new(limits)
     };
-    let mut paths: BTreeMap<PathBuf, ()> = BTreeMap::new();
-    if let Some(p) = &config.policy.default {
-        paths.insert(p.clone(), ());
-    }
-    for m in config.models.values() {
-        if let Some(p) = &m.policy {
-            paths.insert(p.clone(), ());
-        }
-    }
     let mut scripts = HashMap::new();
     let mut errors = Vec::new();
-    for path in paths.into_keys() {
+    for path in config.script_paths() {
         let shown = path.display().to_string();
         match std::fs::read_to_string(&path) {
             Ok(source) => match engine.compile(&shown, &source) {

@@ -76,21 +76,11 @@ pub fn pin_mocks(
 fn content_hash(config_text: &str, config: &Config) -> u64 {
     let mut h = DefaultHasher::new();
     config_text.hash(&mut h);
-    for path in script_paths(config) {
+    for path in config.script_paths() {
         path.hash(&mut h);
         std::fs::read(&path).unwrap_or_default().hash(&mut h);
     }
     h.finish()
-}
-
-fn script_paths(config: &Config) -> BTreeSet<PathBuf> {
-    config
-        .policy
-        .default
-        .iter()
-        .chain(config.models.values().filter_map(|m| m.policy.as_ref()))
-        .cloned()
-        .collect()
 }
 
 fn changed_pinned(old: &ServerConfig, new: &ServerConfig) -> Option<&'static str> {
@@ -210,7 +200,11 @@ impl Reloader {
             p.parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
         };
-        let mut dirs: BTreeSet<PathBuf> = script_paths(&self.live.load().config)
+        let mut dirs: BTreeSet<PathBuf> = self
+            .live
+            .load()
+            .config
+            .script_paths()
             .iter()
             .map(|p| dir(p))
             .collect();

@@ -104,12 +104,7 @@ fn run_policy(
                     req.model = alias.clone();
                     ctx.model = Some(alias.clone());
                 }
-                if let Some(n) = m.max_tokens {
-                    set_max_tokens(req, n);
-                }
-                if let Some(t) = m.temperature {
-                    req.extra.insert("temperature".into(), t.into());
-                }
+                apply_overrides(req, m.max_tokens, m.temperature);
                 if let Some(n) = m.keep_last_turns {
                     keep_last_turns(&mut req.messages, n);
                 }
@@ -149,12 +144,11 @@ fn apply_decision(
             }
         }
     }
-    if let Some(n) = decision.overrides.max_tokens {
-        set_max_tokens(req, n);
-    }
-    if let Some(t) = decision.overrides.temperature {
-        req.extra.insert("temperature".into(), t.into());
-    }
+    apply_overrides(
+        req,
+        decision.overrides.max_tokens,
+        decision.overrides.temperature,
+    );
     ctx.tags.extend(decision.tags);
     Ok(targets)
 }
@@ -169,11 +163,18 @@ fn invalid(script: &Script, message: String) -> PolicyError {
     }
 }
 
-fn set_max_tokens(req: &mut ChatRequest, n: u32) {
-    if req.max_completion_tokens.is_some() {
-        req.max_completion_tokens = Some(n);
-    } else {
-        req.max_tokens = Some(n);
+/// Applies a script's `max_tokens` and `temperature`, from `on_request` or a `route` decision.
+/// `max_tokens` replaces whichever cap field the client used.
+fn apply_overrides(req: &mut ChatRequest, max_tokens: Option<u32>, temperature: Option<f64>) {
+    if let Some(n) = max_tokens {
+        if req.max_completion_tokens.is_some() {
+            req.max_completion_tokens = Some(n);
+        } else {
+            req.max_tokens = Some(n);
+        }
+    }
+    if let Some(t) = temperature {
+        req.extra.insert("temperature".into(), t.into());
     }
 }
 
