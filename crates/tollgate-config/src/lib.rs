@@ -20,7 +20,7 @@ mod types;
 mod validate;
 
 pub use error::{ConfigError, Diagnostic};
-pub use presets::{AuthStyle, ProviderKind};
+pub use presets::{AuthStyle, ProviderKind, WireFormat};
 pub use types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
     ProviderConfig, ServerConfig, Target, Timeouts, UpstreamUrl, VirtualKey, hash_key,

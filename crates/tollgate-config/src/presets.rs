@@ -7,9 +7,51 @@ pub enum AuthStyle {
     Bearer,
     /// `api-key: KEY` (Azure OpenAI).
     ApiKeyHeader,
+    /// `x-api-key: KEY` (Anthropic).
+    XApiKey,
+    /// `x-goog-api-key: KEY` (Gemini).
+    GoogApiKey,
 }
 
-/// The provider kinds Tollgate knows. All but `Mock` speak the OpenAI wire format today.
+impl AuthStyle {
+    /// The header that carries the key, and its value.
+    pub fn header(self, key: &str) -> (&'static str, String) {
+        match self {
+            AuthStyle::Bearer => ("authorization", format!("Bearer {key}")),
+            AuthStyle::ApiKeyHeader => ("api-key", key.to_owned()),
+            AuthStyle::XApiKey => ("x-api-key", key.to_owned()),
+            AuthStyle::GoogApiKey => ("x-goog-api-key", key.to_owned()),
+        }
+    }
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// OpenAI Chat Completions (and its many compatible servers).
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Google Gemini `generateContent`.
+    Gemini,
+}
+
+impl WireFormat {
+    /// Every format with its config name.
+    pub const ALL: [(&'static str, WireFormat); 3] = [
+        ("openai", WireFormat::OpenAi),
+        ("anthropic", WireFormat::Anthropic),
+        ("gemini", WireFormat::Gemini),
+    ];
+
+    /// Parses a config name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, w)| *w)
+    }
+}
+
+/// The provider kinds Tollgate knows. All but `Anthropic` and `Gemini` speak the OpenAI wire
+/// format; `Mock` speaks whichever its `wire` setting names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     /// Any OpenAI-compatible server; `base_url` required.
@@ -36,6 +78,10 @@ pub enum ProviderKind {
     Vllm,
     /// llama.cpp's `llama-server`.
     LlamaCpp,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini API (Generative Language API).
+    Gemini,
     /// The built-in mock provider, started in-process.
     Mock,
 }
@@ -50,7 +96,7 @@ pub(crate) struct Preset {
 
 impl ProviderKind {
     /// Every kind with its config name.
-    pub const ALL: [(&'static str, ProviderKind); 13] = [
+    pub const ALL: [(&'static str, ProviderKind); 15] = [
         ("openai_compatible", ProviderKind::OpenAiCompatible),
         ("openai", ProviderKind::OpenAi),
         ("azure", ProviderKind::Azure),
@@ -63,6 +109,8 @@ impl ProviderKind {
         ("ollama", ProviderKind::Ollama),
         ("vllm", ProviderKind::Vllm),
         ("llamacpp", ProviderKind::LlamaCpp),
+        ("anthropic", ProviderKind::Anthropic),
+        ("gemini", ProviderKind::Gemini),
         ("mock", ProviderKind::Mock),
     ];
 
@@ -77,6 +125,15 @@ impl ProviderKind {
             .iter()
             .find(|(_, k)| *k == self)
             .map_or("openai_compatible", |(n, _)| n)
+    }
+
+    /// The wire format of this kind (`Mock` defaults to OpenAI's; its `wire` setting overrides).
+    pub fn wire(self) -> WireFormat {
+        match self {
+            ProviderKind::Anthropic => WireFormat::Anthropic,
+            ProviderKind::Gemini => WireFormat::Gemini,
+            _ => WireFormat::OpenAi,
+        }
     }
 
     pub(crate) fn preset(self) -> Preset {
@@ -104,6 +161,17 @@ impl ProviderKind {
             ProviderKind::OpenRouter => {
                 hosted("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY")
             }
+            ProviderKind::Anthropic => Preset {
+                auth: AuthStyle::XApiKey,
+                ..hosted("https://api.anthropic.com/v1", "ANTHROPIC_API_KEY")
+            },
+            ProviderKind::Gemini => Preset {
+                auth: AuthStyle::GoogApiKey,
+                ..hosted(
+                    "https://generativelanguage.googleapis.com/v1beta",
+                    "GEMINI_API_KEY",
+                )
+            },
             ProviderKind::Azure => Preset {
                 base_url: None,
                 key_env: Some("AZURE_OPENAI_API_KEY"),

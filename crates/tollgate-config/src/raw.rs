@@ -126,6 +126,9 @@ pub struct RawMock {
     pub chunk_delay_ms: Option<u64>,
     /// Number of content chunks per streamed answer. Default 8.
     pub chunks: Option<u32>,
+    /// The wire format the gateway speaks to this mock: `openai` (default), `anthropic` or
+    /// `gemini`. The mock answers all three; this picks the adapter.
+    pub wire: Option<String>,
 }
 
 /// `[models.ALIAS]`

@@ -1,6 +1,6 @@
 //! Validated configuration: what the proxy builds its live state from.
 
-use crate::presets::{AuthStyle, ProviderKind};
+use crate::presets::{AuthStyle, ProviderKind, WireFormat};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -155,7 +155,9 @@ pub struct ProviderConfig {
     pub api_key: Option<SecretString>,
     /// How the key is sent.
     pub auth: AuthStyle,
-    /// Azure `api-version`.
+    /// The wire format it speaks.
+    pub wire: WireFormat,
+    /// Azure's `api-version` query parameter, or Anthropic's `anthropic-version` header.
     pub api_version: String,
     /// Extra headers, lower-cased names.
     pub headers: Vec<(String, String)>,
@@ -174,6 +176,7 @@ impl std::fmt::Debug for ProviderConfig {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("auth", &self.auth)
+            .field("wire", &self.wire)
             .field("api_version", &self.api_version)
             .field("headers", &header_names)
             .field("timeouts", &self.timeouts)

@@ -3,7 +3,7 @@
 use crate::error::{ConfigError, Diagnostic};
 use crate::interpolate::{InterpolateError, interpolate};
 use crate::locate::{ConfigPath, locate};
-use crate::presets::ProviderKind;
+use crate::presets::{ProviderKind, WireFormat};
 use crate::raw::{RawConfig, RawMock, RawProvider};
 use crate::types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
@@ -375,7 +375,8 @@ fn check_provider(
     let api_key = match key_env {
         Some(var) => match env(var).filter(|v| !v.is_empty()) {
             Some(v) => Some(SecretString::from(v)),
-            None if preset.key_required || p.api_key_env.is_some() => {
+            // A hosted kind pointed at a loopback address (a local mock or proxy) may go keyless.
+            None if (preset.key_required && !loopback) || p.api_key_env.is_some() => {
                 ck.error(
                     &path.key("api_key_env"),
                     format_args!("environment variable `{var}` with the API key is not set"),
@@ -426,10 +427,14 @@ fn check_provider(
         base_url,
         api_key,
         auth: preset.auth,
-        api_version: p
-            .api_version
-            .clone()
-            .unwrap_or_else(|| "2024-10-21".to_owned()),
+        wire: mock_wire(kind, p.mock.as_ref(), &path.key("mock").key("wire"), ck),
+        api_version: p.api_version.clone().unwrap_or_else(|| {
+            match kind {
+                ProviderKind::Anthropic => "2023-06-01",
+                _ => "2024-10-21",
+            }
+            .to_owned()
+        }),
         headers,
         timeouts: Timeouts {
             connect: ms(p.connect_timeout_ms, 5_000),
@@ -456,6 +461,29 @@ fn mock_settings(m: Option<&RawMock>, path: &ConfigPath, ck: &mut Checker<'_>) -
         chunk_delay: Duration::from_millis(m.chunk_delay_ms.unwrap_or(0)),
         chunks: m.chunks.unwrap_or(8).max(1),
     }
+}
+
+/// The wire format: the kind's own, or for a mock the one its `wire` setting names.
+fn mock_wire(
+    kind: ProviderKind,
+    m: Option<&RawMock>,
+    path: &ConfigPath,
+    ck: &mut Checker<'_>,
+) -> WireFormat {
+    let Some(name) = m.and_then(|m| m.wire.as_deref()) else {
+        return kind.wire();
+    };
+    WireFormat::from_name(name).unwrap_or_else(|| {
+        let names: Vec<&str> = WireFormat::ALL.iter().map(|(n, _)| *n).collect();
+        ck.error(
+            path,
+            format_args!(
+                "unknown wire format `{name}`; expected one of {}",
+                names.join(", ")
+            ),
+        );
+        WireFormat::OpenAi
+    })
 }
 
 fn http_header_name_ok(name: &str) -> bool {

@@ -1,26 +1,41 @@
 //! Provider adapters: pure functions between Tollgate's canonical types and each provider's wire
 //! format. No I/O happens here; the proxy owns every socket.
 //!
-//! - [`Adapter`]: a closed enum (one variant per wire dialect), chosen from a provider's kind.
+//! - [`Adapter`]: a closed enum, one variant per wire dialect (OpenAI and its flavours,
+//!   Anthropic Messages, Gemini), chosen from a provider's config.
 //!   [`Adapter::chat_request`] / [`Adapter::embeddings_request`] build an [`UpstreamRequest`]
 //!   (path, headers, body) afresh for every attempt.
-//! - [`Adapter::parse_chat_response`] reads usage out of a JSON answer.
-//! - [`StreamObserver`]: fed each SSE body chunk as it passes through; notes the first token,
-//!   usage, `[DONE]` and in-stream errors without holding the chunk back.
-//! - [`classify_status`]: the one place an upstream status becomes a [`Disposition`].
+//! - [`Adapter::translate_response`]: a complete answer in the client's dialect, plus usage.
+//! - [`StreamTranscoder`]: the same for SSE, chunk by chunk. OpenAI to OpenAI passes bytes
+//!   through and only observes them ([`StreamObserver`]); other pairs decode to canonical
+//!   [`ChatEvent`]s and encode those.
+//! - [`parse_messages_request`]: the inbound Anthropic Messages API, as a canonical request.
+//! - [`classify_status`] / [`UpstreamError`]: the one place an upstream status and error body
+//!   become a [`Disposition`] and a kind.
 
+mod anthropic;
 mod classify;
 mod error;
+mod events;
+mod gemini;
+mod messages;
 mod openai;
+mod openai_stream;
+mod request;
 mod sse;
+mod transcode;
 
-pub use classify::{Disposition, classify_status};
+pub use anthropic::default_max_tokens;
+pub use classify::{Disposition, UpstreamError, UpstreamErrorKind, classify_status};
 pub use error::AdapterError;
+pub use events::{ChatEvent, FinishReason};
+pub use messages::{encode_messages_response, parse_messages_request};
 pub use openai::OpenAiDialect;
 pub use sse::{SseEvent, SseSplitter, StreamObserver, StreamSignal};
+pub use transcode::{EventDecoder, StreamTranscoder, Transcoded, Translated};
 
 use bytes::Bytes;
-use tollgate_config::{ProviderConfig, ProviderKind};
+use tollgate_config::{ProviderConfig, ProviderKind, WireFormat};
 use tollgate_types::{ChatRequest, EmbeddingsRequest, Usage};
 
 /// An upstream HTTP request, ready to be written by the proxy. Its `Debug` output shows header
@@ -56,11 +71,15 @@ pub struct ResponseInfo {
     pub usage: Option<Usage>,
 }
 
-/// A wire dialect. Anthropic and Gemini join as new variants.
+/// A wire dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adapter {
     /// OpenAI's Chat Completions and Embeddings APIs, with per-provider URL and auth flavours.
     OpenAi(OpenAiDialect),
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini API.
+    Gemini,
 }
 
 impl Adapter {
@@ -68,11 +87,22 @@ impl Adapter {
     pub fn for_kind(kind: ProviderKind) -> Adapter {
         match kind {
             ProviderKind::Azure => Adapter::OpenAi(OpenAiDialect::Azure),
+            ProviderKind::Anthropic => Adapter::Anthropic,
+            ProviderKind::Gemini => Adapter::Gemini,
             _ => Adapter::OpenAi(OpenAiDialect::Standard),
         }
     }
 
-    /// Builds a chat completions request for `upstream_model`.
+    /// The adapter for a configured provider (a mock speaks the format its `wire` names).
+    pub fn for_provider(p: &ProviderConfig) -> Adapter {
+        match p.wire {
+            WireFormat::OpenAi => Adapter::for_kind(p.kind),
+            WireFormat::Anthropic => Adapter::Anthropic,
+            WireFormat::Gemini => Adapter::Gemini,
+        }
+    }
+
+    /// Builds a chat request for `upstream_model`.
     pub fn chat_request(
         self,
         provider: &ProviderConfig,
@@ -81,6 +111,8 @@ impl Adapter {
     ) -> Result<UpstreamRequest, AdapterError> {
         match self {
             Adapter::OpenAi(d) => d.chat_request(provider, req, upstream_model),
+            Adapter::Anthropic => anthropic::chat_request(provider, req, upstream_model),
+            Adapter::Gemini => gemini::chat_request(provider, req, upstream_model),
         }
     }
 
@@ -93,17 +125,34 @@ impl Adapter {
     ) -> Result<UpstreamRequest, AdapterError> {
         match self {
             Adapter::OpenAi(d) => d.embeddings_request(provider, req, upstream_model),
+            Adapter::Anthropic | Adapter::Gemini => Err(AdapterError::Unsupported("embeddings")),
         }
     }
 
-    /// Reads what the proxy needs from a complete chat or embeddings response body.
+    /// Reads usage from a complete OpenAI-shaped chat or embeddings response body.
     pub fn parse_response(self, body: &[u8]) -> Result<ResponseInfo, AdapterError> {
         match self {
             Adapter::OpenAi(_) => openai::parse_response(body),
+            Adapter::Anthropic => Ok(ResponseInfo {
+                usage: anthropic::decode_response(body)?.1,
+            }),
+            Adapter::Gemini => Ok(ResponseInfo {
+                usage: gemini::decode_response(body)?.1,
+            }),
         }
     }
 
-    /// A fresh observer for one streamed response.
+    /// Classifies an error response from this provider.
+    pub fn classify_error(self, status: u16, body: &[u8]) -> UpstreamError {
+        let decoded = match self {
+            Adapter::OpenAi(_) => openai::decode_error(body),
+            Adapter::Anthropic => anthropic::decode_error(body),
+            Adapter::Gemini => gemini::decode_error(body),
+        };
+        UpstreamError::classify(status, decoded)
+    }
+
+    /// A fresh observer for one streamed OpenAI-format response.
     pub fn stream_observer(self) -> StreamObserver {
         StreamObserver::default()
     }

@@ -1,13 +1,12 @@
 //! The OpenAI wire dialect, shared by OpenAI, Azure OpenAI, Mistral, DeepSeek, Groq, Together,
 //! Fireworks, OpenRouter, Ollama, vLLM and llama.cpp. Flavours differ only in URL and auth.
 
+use crate::events::FinishReason;
+use crate::request::{http_request, unix_now};
 use crate::{AdapterError, ResponseInfo, UpstreamRequest};
-use bytes::Bytes;
-use secrecy::ExposeSecret;
 use serde::Serialize;
-use serde_json::{Map, Value};
-use std::borrow::Cow;
-use tollgate_config::{AuthStyle, ProviderConfig};
+use serde_json::{Map, Value, json};
+use tollgate_config::ProviderConfig;
 use tollgate_types::{ChatRequest, EmbeddingsRequest, Message, StreamOptions, Usage};
 
 /// URL flavour of the OpenAI dialect.
@@ -64,12 +63,7 @@ impl OpenAiDialect {
             extra: &req.extra,
         })
         .map_err(AdapterError::Encode)?;
-        let accept = if req.is_stream() {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
-        Ok(self.request(p, model, "chat/completions", body, accept))
+        Ok(self.request(p, model, "chat/completions", body, req.is_stream()))
     }
 
     pub(crate) fn embeddings_request(
@@ -84,7 +78,7 @@ impl OpenAiDialect {
             extra: &req.extra,
         })
         .map_err(AdapterError::Encode)?;
-        Ok(self.request(p, model, "embeddings", body, "application/json"))
+        Ok(self.request(p, model, "embeddings", body, false))
     }
 
     fn request(
@@ -93,7 +87,7 @@ impl OpenAiDialect {
         model: &str,
         endpoint: &str,
         body: Vec<u8>,
-        accept: &str,
+        stream: bool,
     ) -> UpstreamRequest {
         let base = &p.base_url.path;
         let path = match self {
@@ -107,29 +101,7 @@ impl OpenAiDialect {
                 )
             }
         };
-        let mut headers: Vec<(Cow<'static, str>, String)> = Vec::with_capacity(6 + p.headers.len());
-        // Configured extra headers first; the protocol headers below are inserted after them
-        // and so win on a clash.
-        for (name, value) in &p.headers {
-            headers.push((Cow::Owned(name.clone()), value.clone()));
-        }
-        headers.push(("host".into(), p.base_url.authority()));
-        headers.push(("content-type".into(), "application/json".to_owned()));
-        headers.push(("accept".into(), accept.to_owned()));
-        headers.push(("content-length".into(), body.len().to_string()));
-        if let Some(key) = &p.api_key {
-            let (name, value) = match p.auth {
-                AuthStyle::Bearer => ("authorization", format!("Bearer {}", key.expose_secret())),
-                AuthStyle::ApiKeyHeader => ("api-key", key.expose_secret().to_owned()),
-            };
-            headers.push((name.into(), value));
-        }
-        UpstreamRequest {
-            method: "POST",
-            path,
-            headers,
-            body: Bytes::from(body),
-        }
+        http_request(p, path, body, stream)
     }
 }
 
@@ -155,4 +127,54 @@ pub(crate) fn usage_from_openai_family(v: &Value) -> Option<Usage> {
         u.cached_input_tokens = hit;
     }
     Some(u)
+}
+
+/// An assistant message in OpenAI's shape: text (null when the answer is only tool calls),
+/// tool calls, and reasoning text where the provider returned it (as DeepSeek names it).
+pub(crate) fn assistant_message(text: String, reasoning: String, calls: Vec<Value>) -> Value {
+    let mut m = json!({"role": "assistant", "content": null, "refusal": null});
+    if !text.is_empty() || calls.is_empty() {
+        m["content"] = Value::String(text);
+    }
+    if !reasoning.is_empty() {
+        m["reasoning_content"] = Value::String(reasoning);
+    }
+    if !calls.is_empty() {
+        m["tool_calls"] = Value::Array(calls);
+    }
+    m
+}
+
+/// A `chat.completion` with one choice.
+pub(crate) fn completion(
+    id: &str,
+    model: &str,
+    message: Value,
+    finish: FinishReason,
+    usage: Option<Usage>,
+) -> Value {
+    let mut out = json!({
+        "id": id, "object": "chat.completion", "created": unix_now(), "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": null,
+            "finish_reason": finish.openai()}],
+    });
+    if let Some(u) = usage {
+        out["usage"] = u.to_openai();
+    }
+    out
+}
+
+/// Reads an OpenAI-family error body (`{"error":{...}}`, or Mistral's top-level shape):
+/// `(type or code, message)`.
+pub(crate) fn decode_error(body: &[u8]) -> Option<(String, String)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let e = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
+    let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+    let message =
+        s("message").or_else(|| v.get("error").and_then(Value::as_str).map(str::to_owned));
+    // A known `code` (`context_length_exceeded`) says more than a generic `type`; Azure's
+    // codes are HTTP statuses as strings, which say nothing the status does not.
+    let code = s("code").filter(|c| crate::classify::kind_of_type(c).is_some());
+    let kind = code.or_else(|| s("type")).or_else(|| s("code"))?;
+    Some((kind, message.unwrap_or_default()))
 }

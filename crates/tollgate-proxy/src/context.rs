@@ -3,7 +3,7 @@
 use crate::live::LiveState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate_types::Usage;
+use tollgate_types::{ClientApi, Usage};
 
 /// What a request does, as far as metrics and logs care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct RequestCtx {
     pub state: Arc<LiveState>,
     /// What kind of request this is.
     pub operation: Operation,
+    /// The API the client called, which shapes answers and errors.
+    pub client_api: ClientApi,
     /// The configured alias that was asked for, once known to exist.
     pub model: Option<String>,
     /// The name of the caller's key.
@@ -75,6 +77,7 @@ impl RequestCtx {
             started: Instant::now(),
             state,
             operation: Operation::Other,
+            client_api: ClientApi::OpenAi,
             model: None,
             key_name: None,
             tenant: None,

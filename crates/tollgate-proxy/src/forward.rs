@@ -8,8 +8,8 @@ use bytes::BytesMut;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::sync::Arc;
-use tollgate_providers::StreamSignal;
-use tollgate_types::{ApiError, ErrorKind};
+use tollgate_providers::{Adapter, StreamSignal, Transcoded};
+use tollgate_types::{ApiError, ClientApi, ErrorKind};
 
 /// Largest upstream JSON body the gateway buffers.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -59,18 +59,14 @@ pub async fn forward_json(
     }
     let mut body = body.freeze();
     if status < 300 {
-        let info = provider
+        let translated = provider
             .adapter
-            .parse_response(&body)
+            .translate_response(ctx.client_api, body)
             .map_err(|e| AttemptError::Malformed(e.to_string()))?;
-        ctx.usage = info.usage;
-    } else if !is_openai_error(&body) {
-        // A client error without an OpenAI-shaped body: say what happened in our shape.
-        let err = ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!("the provider rejected the request (HTTP {status})"),
-        );
-        body = err.body();
+        ctx.usage = translated.usage;
+        body = translated.body;
+    } else {
+        body = client_error_body(ctx, provider, status, body);
     }
     let headers = served_headers(ctx);
     match send_json(session, ctx, status, body, &headers).await {
@@ -79,9 +75,33 @@ pub async fn forward_json(
     }
 }
 
-/// Whether an upstream error body is OpenAI-shaped (`{"error": ...}`) and can be forwarded.
-fn is_openai_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some())
+/// The body for a provider's client error (400, 413, 422): forwarded as it came when provider
+/// and client both speak OpenAI and the body is OpenAI-shaped; otherwise the provider's message
+/// in the client's error shape.
+fn client_error_body(
+    ctx: &mut RequestCtx,
+    provider: &Provider,
+    status: u16,
+    body: bytes::Bytes,
+) -> bytes::Bytes {
+    let openai_shaped = || {
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .is_ok_and(|v| v.get("error").is_some_and(serde_json::Value::is_object))
+    };
+    if matches!(provider.adapter, Adapter::OpenAi(_))
+        && ctx.client_api == ClientApi::OpenAi
+        && openai_shaped()
+    {
+        return body;
+    }
+    let classified = provider.adapter.classify_error(status, &body);
+    let message = if classified.message.is_empty() {
+        format!("the provider rejected the request (HTTP {status})")
+    } else {
+        classified.message
+    };
+    ctx.error = Some(message.clone());
+    ApiError::new(ErrorKind::UpstreamRejected(status), message).body_for(ctx.client_api)
 }
 
 /// Streams an SSE answer as it arrives. The first chunk is awaited before the client gets a
@@ -91,6 +111,7 @@ pub async fn forward_stream(
     ctx: &mut RequestCtx,
     opened: &mut Opened,
     provider: &Arc<Provider>,
+    include_usage: bool,
 ) -> Result<Forwarded, AttemptError> {
     let timeouts = provider.config.timeouts;
     let content_type = opened.header.headers.get(http::header::CONTENT_TYPE);
@@ -112,7 +133,9 @@ pub async fn forward_stream(
         let why = "the stream opened with an error event";
         return Err(AttemptError::Malformed(why.to_owned()));
     }
-    let mut observer = provider.adapter.stream_observer();
+    let mut transcoder = provider
+        .adapter
+        .stream_transcoder(ctx.client_api, include_usage);
     let header = stream_header(session, ctx)
         .map_err(|e| AttemptError::Malformed(e.etype().as_str().to_owned()))?;
     ctx.status = 200;
@@ -126,24 +149,18 @@ pub async fn forward_stream(
     let mut chunk = first;
     let mut truncated = false;
     loop {
-        for signal in observer.observe(&chunk) {
-            match signal {
-                StreamSignal::FirstToken => ctx.ttft = Some(ctx.started.elapsed()),
-                StreamSignal::Usage(u) => ctx.usage = Some(u),
-                StreamSignal::Error(e) => ctx.error = Some(format!("provider stream error: {e}")),
-                StreamSignal::Done => {}
-            }
-        }
-        if session
-            .write_response_body(Some(chunk), false)
-            .await
-            .is_err()
-        {
+        let out = transcoder.push(&chunk);
+        if !write_transcoded(session, ctx, out).await {
             return Ok(Forwarded::ClientGone);
         }
         chunk = match next_chunk(&mut opened.session, timeouts.idle).await {
             Ok(Some(c)) => c,
-            Ok(None) => break,
+            Ok(None) => {
+                if !write_transcoded(session, ctx, transcoder.finish()).await {
+                    return Ok(Forwarded::ClientGone);
+                }
+                break;
+            }
             Err(e) => {
                 // Too late to fail over: tell the client in-band, then close the stream.
                 let kind = if matches!(e, AttemptError::Timeout(_)) {
@@ -155,7 +172,7 @@ pub async fn forward_stream(
                     .with_code("upstream_stream_error");
                 ctx.error = Some(err.message.clone());
                 let _ = session
-                    .write_response_body(Some(err.sse_event()), false)
+                    .write_response_body(Some(err.sse_event_for(ctx.client_api)), false)
                     .await;
                 truncated = true;
                 break;
@@ -170,6 +187,23 @@ pub async fn forward_stream(
     } else {
         Forwarded::Done
     })
+}
+
+/// Notes what a transcoded chunk signals and writes its bytes. `false`: the client is gone.
+async fn write_transcoded(session: &mut Session, ctx: &mut RequestCtx, out: Transcoded) -> bool {
+    for signal in out.signals {
+        match signal {
+            StreamSignal::FirstToken => ctx.ttft = Some(ctx.started.elapsed()),
+            StreamSignal::Usage(u) => ctx.usage = Some(u),
+            StreamSignal::Error(e) => ctx.error = Some(format!("provider stream error: {e}")),
+            StreamSignal::Done => {}
+        }
+    }
+    out.bytes.is_empty()
+        || session
+            .write_response_body(Some(out.bytes), false)
+            .await
+            .is_ok()
 }
 
 fn stream_header(session: &Session, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {

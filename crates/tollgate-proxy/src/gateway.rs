@@ -16,7 +16,7 @@ use pingora::connectors::http::Connector;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use std::sync::Arc;
-use tollgate_types::{ApiError, ErrorKind};
+use tollgate_types::{ApiError, ClientApi, ErrorKind};
 
 /// The gateway service: live state plus the pooled upstream connector.
 pub struct Gateway {
@@ -71,7 +71,15 @@ impl Gateway {
                     serde_json::json!({"status": "ready", "models": ctx.state.config.models.len()});
                 send_json(session, ctx, 200, Bytes::from(body.to_string()), &[]).await
             }
-            Route::Models | Route::Model(_) | Route::ChatCompletions | Route::Embeddings => {
+            Route::Models
+            | Route::Model(_)
+            | Route::ChatCompletions
+            | Route::Embeddings
+            | Route::Messages => {
+                if route == Route::Messages {
+                    // Set first, so even an authentication error is Anthropic-shaped.
+                    ctx.client_api = ClientApi::Anthropic;
+                }
                 match identify(session.req_header(), &ctx.state) {
                     Ok(key) => {
                         if let Some(k) = key {
@@ -108,7 +116,7 @@ impl Gateway {
                 }
                 return send_error(session, ctx, &model_not_found(&id)).await;
             }
-            Route::ChatCompletions => Operation::Chat,
+            Route::ChatCompletions | Route::Messages => Operation::Chat,
             Route::Embeddings => Operation::Embeddings,
             Route::Liveliness | Route::Readiness => return Ok(()),
         };
@@ -121,7 +129,7 @@ impl Gateway {
                 return send_error(session, ctx, &e).await;
             }
         };
-        match Payload::parse(operation, &body) {
+        match Payload::parse(operation, ctx.client_api, &body) {
             Ok(payload) => llm::serve(session, ctx, &self.connector, &self.health, payload).await,
             Err(e) => send_error(session, ctx, &e).await,
         }

@@ -125,7 +125,7 @@ impl LiveState {
             .map(|(name, p)| {
                 let provider = Provider {
                     config: p.clone(),
-                    adapter: Adapter::for_kind(p.kind),
+                    adapter: Adapter::for_provider(p),
                 };
                 (name.clone(), Arc::new(provider))
             })

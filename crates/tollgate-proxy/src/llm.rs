@@ -15,8 +15,8 @@ use crate::upstream::{AttemptError, open, retry_after};
 use pingora::connectors::http::Connector;
 use pingora::proxy::Session;
 use std::sync::Arc;
-use tollgate_providers::{Disposition, UpstreamRequest, classify_status};
-use tollgate_types::{ApiError, ChatRequest, EmbeddingsRequest, ErrorKind};
+use tollgate_providers::{Disposition, UpstreamRequest, classify_status, parse_messages_request};
+use tollgate_types::{ApiError, ChatRequest, ClientApi, EmbeddingsRequest, ErrorKind};
 
 /// A parsed LLM request.
 pub enum Payload {
@@ -27,11 +27,11 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// Parses `body` for the given operation.
-    pub fn parse(operation: Operation, body: &[u8]) -> Result<Payload, ApiError> {
+    /// Parses `body` for the given operation, in the API the client called.
+    pub fn parse(operation: Operation, api: ClientApi, body: &[u8]) -> Result<Payload, ApiError> {
         let invalid = |e: serde_json::Error| {
             let msg = e.to_string();
-            let param = ["messages", "model", "input"]
+            let param = ["messages", "model", "input", "max_tokens"]
                 .into_iter()
                 .find(|f| msg.contains(&format!("`{f}`")));
             let err = ApiError::new(
@@ -44,7 +44,11 @@ impl Payload {
             }
         };
         let payload = if operation == Operation::Chat {
-            let req: ChatRequest = serde_json::from_slice(body).map_err(invalid)?;
+            let req: ChatRequest = match api {
+                ClientApi::OpenAi => serde_json::from_slice(body),
+                ClientApi::Anthropic => parse_messages_request(body),
+            }
+            .map_err(invalid)?;
             if req.messages.is_empty() {
                 return Err(ApiError::new(
                     ErrorKind::InvalidRequest,
@@ -181,7 +185,8 @@ async fn attempt(
     ctx.served_by = Some((provider.config.name.clone(), upstream_model.to_owned()));
     let stream = payload.is_stream() && status < 300;
     let result = if stream {
-        forward_stream(session, ctx, &mut opened, provider).await
+        let include_usage = matches!(payload, Payload::Chat(r) if r.wants_stream_usage());
+        forward_stream(session, ctx, &mut opened, provider, include_usage).await
     } else {
         forward_json(session, ctx, &mut opened, provider).await
     };

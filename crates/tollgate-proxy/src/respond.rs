@@ -39,7 +39,7 @@ pub async fn send_json(
     Ok(())
 }
 
-/// Sends an OpenAI-shaped error. A request body left unread makes the connection unusable, so
+/// Sends an error in the shape of the API the client called. A request body left unread makes the connection unusable, so
 /// callers that did not drain it should disable keep-alive first.
 pub async fn send_error(
     session: &mut Session,
@@ -58,7 +58,8 @@ pub async fn send_error(
     if ctx.attempts > 0 {
         headers.push(("x-tollgate-attempts", ctx.attempts.to_string()));
     }
-    send_json(session, ctx, err.status(), err.body(), &headers).await
+    let body = err.body_for(ctx.client_api);
+    send_json(session, ctx, err.status(), body, &headers).await
 }
 
 /// The 404 for an alias that is not configured, worded as OpenAI words it.

@@ -7,6 +7,8 @@ pub enum Route {
     ChatCompletions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `POST /v1/messages` (Anthropic's Messages API)
+    Messages,
     /// `GET /v1/models`
     Models,
     /// `GET /v1/models/{id}`
@@ -33,6 +35,7 @@ pub fn match_route(method: &str, path: &str) -> Result<Route, NoRoute> {
     let (route, want) = match api {
         "/chat/completions" => (Route::ChatCompletions, "POST"),
         "/embeddings" => (Route::Embeddings, "POST"),
+        "/messages" => (Route::Messages, "POST"),
         "/models" => (Route::Models, "GET"),
         "/health/liveliness" | "/health/liveness" => (Route::Liveliness, "GET"),
         "/health/readiness" => (Route::Readiness, "GET"),
@@ -84,6 +87,7 @@ mod tests {
             Ok(Route::ChatCompletions)
         );
         assert_eq!(match_route("POST", "/embeddings/"), Ok(Route::Embeddings));
+        assert_eq!(match_route("POST", "/v1/messages"), Ok(Route::Messages));
         assert_eq!(
             match_route("GET", "/v1/models/demo-fast"),
             Ok(Route::Model("demo-fast".into()))

@@ -16,6 +16,9 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// A routing policy refused the request, with the status it chose (400..=599).
     PolicyDenied(u16),
+    /// A provider rejected the request as invalid, with its status (400, 413, 415, 422): another
+    /// target would reject it too, so it is the client's to fix.
+    UpstreamRejected(u16),
     /// Request body over `max_request_bytes`. 413.
     PayloadTooLarge,
     /// The client stopped sending its body. 408.
@@ -40,7 +43,7 @@ impl ErrorKind {
             ErrorKind::Authentication => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
-            ErrorKind::PolicyDenied(status) => status,
+            ErrorKind::PolicyDenied(status) | ErrorKind::UpstreamRejected(status) => status,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::RateLimited => 429,
@@ -58,7 +61,8 @@ impl ErrorKind {
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
             | ErrorKind::PayloadTooLarge
-            | ErrorKind::RequestTimeout => "invalid_request_error",
+            | ErrorKind::RequestTimeout
+            | ErrorKind::UpstreamRejected(_) => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::UpstreamFailed | ErrorKind::Unavailable | ErrorKind::Timeout => {
@@ -68,6 +72,32 @@ impl ErrorKind {
             ErrorKind::PolicyDenied(_) => "policy_denied",
         }
     }
+
+    /// The Anthropic error `type` of this kind, for the `/v1/messages` route.
+    pub fn anthropic_type(self) -> &'static str {
+        match self.status() {
+            400 | 405 | 408 | 415 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            402 => "billing_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        }
+    }
+}
+
+/// The API a client speaks, which decides how its answers and errors are shaped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientApi {
+    /// OpenAI's Chat Completions (and every other OpenAI-shaped route).
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages (`/v1/messages`).
+    Anthropic,
 }
 
 /// An error for a client: kind, message, and OpenAI's optional `param` and `code`.
@@ -148,9 +178,36 @@ impl ApiError {
         bytes::Bytes::from(self.to_json().to_string())
     }
 
+    /// Anthropic's error shape: `{"type":"error","error":{"type","message"}}`.
+    pub fn to_anthropic_json(&self) -> serde_json::Value {
+        json!({
+            "type": "error",
+            "error": {"type": self.kind.anthropic_type(), "message": self.message},
+        })
+    }
+
     /// The error as one SSE event, for failures after a stream has started.
     pub fn sse_event(&self) -> bytes::Bytes {
         bytes::Bytes::from(format!("data: {}\n\n", self.to_json()))
+    }
+
+    /// The JSON body in the shape `api` documents.
+    pub fn body_for(&self, api: ClientApi) -> bytes::Bytes {
+        match api {
+            ClientApi::OpenAi => self.body(),
+            ClientApi::Anthropic => bytes::Bytes::from(self.to_anthropic_json().to_string()),
+        }
+    }
+
+    /// The in-stream error event in the shape `api` documents.
+    pub fn sse_event_for(&self, api: ClientApi) -> bytes::Bytes {
+        match api {
+            ClientApi::OpenAi => self.sse_event(),
+            ClientApi::Anthropic => bytes::Bytes::from(format!(
+                "event: error\ndata: {}\n\n",
+                self.to_anthropic_json()
+            )),
+        }
     }
 }
 
@@ -185,6 +242,19 @@ mod tests {
             ApiError::new(ErrorKind::UpstreamFailed, "x").should_retry(),
             None
         );
+    }
+
+    #[test]
+    fn anthropic_shape() {
+        let e = ApiError::new(ErrorKind::RateLimited, "slow down");
+        let v = e.to_anthropic_json();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        assert_eq!(v["error"]["message"], "slow down");
+        let rejected = ApiError::new(ErrorKind::UpstreamRejected(413), "too big");
+        assert_eq!(rejected.status(), 413);
+        assert_eq!(rejected.kind.anthropic_type(), "request_too_large");
+        assert_eq!(rejected.should_retry(), Some(false));
     }
 
     #[test]

@@ -5,12 +5,13 @@
 //!   providers receive them unchanged.
 //! - [`EmbeddingsRequest`]: the same idea for `/v1/embeddings`.
 //! - [`Usage`]: token usage, with one documented convention for cached tokens.
-//! - [`ApiError`] / [`ErrorKind`]: the errors clients see, rendered as OpenAI-shaped JSON.
+//! - [`ApiError`] / [`ErrorKind`]: the errors clients see, rendered in the shape of the
+//!   [`ClientApi`] they called (OpenAI's, or Anthropic's on `/v1/messages`).
 
 mod chat;
 mod error;
 mod usage;
 
 pub use chat::{ChatRequest, EmbeddingsRequest, Message, StreamOptions};
-pub use error::{ApiError, ErrorKind};
+pub use error::{ApiError, ClientApi, ErrorKind};
 pub use usage::Usage;

@@ -35,10 +35,74 @@ impl Usage {
             cached_input_tokens: prompt_details
                 .and_then(|d| n(d, "cached_tokens"))
                 .unwrap_or(0),
-            cache_write_tokens: 0,
+            // Not an OpenAI field: Tollgate's own, from `to_openai`, so translations keep it.
+            cache_write_tokens: prompt_details
+                .and_then(|d| n(d, "cache_write_tokens"))
+                .unwrap_or(0),
             reasoning_tokens: completion_details
                 .and_then(|d| n(d, "reasoning_tokens"))
                 .unwrap_or(0),
+        })
+    }
+
+    /// Reads an Anthropic `usage` object. Anthropic's `input_tokens` excludes cache reads and
+    /// cache writes, so both are added back to follow the convention above. Fields absent from
+    /// a partial object (a stream's `message_delta`) read as 0.
+    pub fn from_anthropic(v: &serde_json::Value) -> Self {
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let (read, write) = (
+            n("cache_read_input_tokens"),
+            n("cache_creation_input_tokens"),
+        );
+        Usage {
+            input_tokens: n("input_tokens") + read + write,
+            output_tokens: n("output_tokens"),
+            cached_input_tokens: read,
+            cache_write_tokens: write,
+            reasoning_tokens: 0,
+        }
+    }
+
+    /// Reads Gemini's `usageMetadata`. `promptTokenCount` already includes
+    /// `cachedContentTokenCount`; thinking tokens (`thoughtsTokenCount`) are billed as output
+    /// but reported apart from `candidatesTokenCount`, so they are added to `output_tokens`.
+    pub fn from_gemini(v: &serde_json::Value) -> Self {
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let thoughts = n("thoughtsTokenCount");
+        Usage {
+            input_tokens: n("promptTokenCount") + n("toolUsePromptTokenCount"),
+            output_tokens: n("candidatesTokenCount") + thoughts,
+            cached_input_tokens: n("cachedContentTokenCount"),
+            cache_write_tokens: 0,
+            reasoning_tokens: thoughts,
+        }
+    }
+
+    /// OpenAI's `usage` object for this usage. Cache writes have no OpenAI field; they are
+    /// reported as `prompt_tokens_details.cache_write_tokens` so nothing is lost.
+    pub fn to_openai(&self) -> serde_json::Value {
+        serde_json::json!({
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.total(),
+            "prompt_tokens_details": {
+                "cached_tokens": self.cached_input_tokens,
+                "cache_write_tokens": self.cache_write_tokens,
+            },
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        })
+    }
+
+    /// Anthropic's `usage` object for this usage: `input_tokens` without cache reads or writes.
+    pub fn to_anthropic(&self) -> serde_json::Value {
+        let uncached = self
+            .input_tokens
+            .saturating_sub(self.cached_input_tokens + self.cache_write_tokens);
+        serde_json::json!({
+            "input_tokens": uncached,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "cache_read_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
         })
     }
 
@@ -62,6 +126,31 @@ mod tests {
         assert_eq!(u.cached_input_tokens, 1920);
         assert_eq!(u.reasoning_tokens, 128);
         assert_eq!(u.total(), 2306);
+    }
+
+    #[test]
+    fn anthropic_cache_tokens_are_added_once() {
+        let v = serde_json::json!({"input_tokens": 50, "cache_creation_input_tokens": 200,
+            "cache_read_input_tokens": 1000, "output_tokens": 30});
+        let u = Usage::from_anthropic(&v);
+        assert_eq!(u.input_tokens, 1250);
+        assert_eq!(u.cached_input_tokens, 1000);
+        assert_eq!(u.cache_write_tokens, 200);
+        assert_eq!(u.to_anthropic(), v, "round trip");
+        assert_eq!(
+            Usage::from_openai(&u.to_openai()).map(|o| o.input_tokens),
+            Some(1250)
+        );
+    }
+
+    #[test]
+    fn gemini_thoughts_are_output() {
+        let v = serde_json::json!({"promptTokenCount": 900, "candidatesTokenCount": 40,
+            "cachedContentTokenCount": 512, "thoughtsTokenCount": 60, "totalTokenCount": 1000});
+        let u = Usage::from_gemini(&v);
+        assert_eq!((u.input_tokens, u.output_tokens), (900, 100));
+        assert_eq!((u.cached_input_tokens, u.reasoning_tokens), (512, 60));
+        assert_eq!(u.total(), 1000);
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! Turning a provider's answer into the client's dialect: whole JSON bodies, and SSE streams
+//! chunk by chunk. OpenAI to OpenAI passes bytes through untouched; every other pair decodes to
+//! canonical [`ChatEvent`]s and encodes them again.
+
+use crate::anthropic::AnthropicStreamDecoder;
+use crate::events::ChatEvent;
+use crate::gemini::GeminiStreamDecoder;
+use crate::messages::{AnthropicStreamEncoder, encode_messages_response};
+use crate::openai::usage_from_openai_family;
+use crate::openai_stream::{OpenAiStreamDecoder, OpenAiStreamEncoder};
+use crate::request::unix_now;
+use crate::sse::{SseSplitter, StreamObserver, StreamSignal};
+use crate::{Adapter, AdapterError};
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use tollgate_types::{ClientApi, Usage};
+
+/// A complete answer in the client's dialect, and the usage read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translated {
+    /// The body to send.
+    pub body: Bytes,
+    /// Usage, if the provider reported it.
+    pub usage: Option<Usage>,
+}
+
+impl Adapter {
+    /// Reads a complete 2xx chat answer and re-shapes it for `client`.
+    pub fn translate_response(
+        self,
+        client: ClientApi,
+        body: Bytes,
+    ) -> Result<Translated, AdapterError> {
+        let (completion, usage) = match self {
+            Adapter::OpenAi(_) if client == ClientApi::OpenAi => {
+                let usage = self.parse_response(&body)?.usage;
+                return Ok(Translated { body, usage });
+            }
+            Adapter::OpenAi(_) => {
+                let v: Value = serde_json::from_slice(&body).map_err(AdapterError::Decode)?;
+                if v.get("choices").is_none() {
+                    return Err(AdapterError::Shape("no `choices` in the response"));
+                }
+                let usage = v.get("usage").and_then(usage_from_openai_family);
+                (v, usage)
+            }
+            Adapter::Anthropic => crate::anthropic::decode_response(&body)?,
+            Adapter::Gemini => crate::gemini::decode_response(&body)?,
+        };
+        let out = match client {
+            ClientApi::OpenAi => completion,
+            ClientApi::Anthropic => encode_messages_response(&completion, usage),
+        };
+        let body = serde_json::to_vec(&out).map_err(AdapterError::Encode)?;
+        Ok(Translated {
+            body: Bytes::from(body),
+            usage,
+        })
+    }
+
+    /// A decoder from this provider's SSE bytes to canonical events.
+    pub fn event_decoder(self) -> EventDecoder {
+        let dialect = match self {
+            Adapter::OpenAi(_) => Decoder::OpenAi(OpenAiStreamDecoder::default()),
+            Adapter::Anthropic => Decoder::Anthropic(AnthropicStreamDecoder::default()),
+            Adapter::Gemini => Decoder::Gemini(GeminiStreamDecoder::default()),
+        };
+        EventDecoder {
+            splitter: SseSplitter::default(),
+            dialect,
+            done: false,
+        }
+    }
+
+    /// A transcoder for one streamed answer to `client`. `include_usage` is whether an OpenAI
+    /// client asked for the final usage chunk.
+    pub fn stream_transcoder(self, client: ClientApi, include_usage: bool) -> StreamTranscoder {
+        let mode = match (self, client) {
+            (Adapter::OpenAi(_), ClientApi::OpenAi) => Mode::Passthrough(StreamObserver::default()),
+            (_, ClientApi::OpenAi) => Mode::Translate {
+                decoder: self.event_decoder(),
+                encoder: Encoder::OpenAi(OpenAiStreamEncoder::new(include_usage, unix_now())),
+            },
+            (_, ClientApi::Anthropic) => Mode::Translate {
+                decoder: self.event_decoder(),
+                encoder: Encoder::Anthropic(AnthropicStreamEncoder::default()),
+            },
+        };
+        StreamTranscoder {
+            mode,
+            saw_token: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Decoder {
+    OpenAi(OpenAiStreamDecoder),
+    Anthropic(AnthropicStreamDecoder),
+    Gemini(GeminiStreamDecoder),
+}
+
+/// Splits a provider's SSE bytes into events and decodes them, whatever the chunk boundaries.
+#[derive(Debug)]
+pub struct EventDecoder {
+    splitter: SseSplitter,
+    dialect: Decoder,
+    done: bool,
+}
+
+impl EventDecoder {
+    /// Decodes the events `chunk` completes.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<ChatEvent>) {
+        for ev in self.splitter.push(chunk) {
+            let before = out.len();
+            match &mut self.dialect {
+                Decoder::OpenAi(d) => d.decode(&ev.data, out),
+                Decoder::Anthropic(d) => d.decode(&ev.data, out),
+                Decoder::Gemini(d) => d.decode(&ev.data, out),
+            }
+            self.done |= out[before..].contains(&ChatEvent::Done);
+        }
+    }
+
+    /// At the end of the upstream body: Gemini streams (and some OpenAI-compatible servers)
+    /// have no end marker, so the end of the body is the end of the answer.
+    pub fn finish(&mut self, out: &mut Vec<ChatEvent>) {
+        if !self.done {
+            self.done = true;
+            out.push(ChatEvent::Done);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Encoder {
+    OpenAi(OpenAiStreamEncoder),
+    Anthropic(AnthropicStreamEncoder),
+}
+
+#[derive(Debug)]
+enum Mode {
+    Passthrough(StreamObserver),
+    Translate {
+        decoder: EventDecoder,
+        encoder: Encoder,
+    },
+}
+
+/// What one upstream chunk became.
+#[derive(Debug, Default)]
+pub struct Transcoded {
+    /// Bytes for the client (maybe empty: an event can span chunks).
+    pub bytes: Bytes,
+    /// What the proxy wants to know about the stream.
+    pub signals: Vec<StreamSignal>,
+}
+
+/// Re-shapes one streamed answer for the client, chunk by chunk, and reports first token,
+/// usage, errors and the end as they pass.
+#[derive(Debug)]
+pub struct StreamTranscoder {
+    mode: Mode,
+    saw_token: bool,
+}
+
+impl StreamTranscoder {
+    /// Transcodes one upstream chunk.
+    pub fn push(&mut self, chunk: &Bytes) -> Transcoded {
+        match &mut self.mode {
+            Mode::Passthrough(observer) => Transcoded {
+                bytes: chunk.clone(),
+                signals: observer.observe(chunk),
+            },
+            Mode::Translate { decoder, .. } => {
+                let mut events = Vec::new();
+                decoder.push(chunk, &mut events);
+                self.emit(&events)
+            }
+        }
+    }
+
+    /// Flushes at the end of the upstream body.
+    pub fn finish(&mut self) -> Transcoded {
+        match &mut self.mode {
+            Mode::Passthrough(_) => Transcoded::default(),
+            Mode::Translate { decoder, .. } => {
+                let mut events = Vec::new();
+                decoder.finish(&mut events);
+                self.emit(&events)
+            }
+        }
+    }
+
+    fn emit(&mut self, events: &[ChatEvent]) -> Transcoded {
+        let Mode::Translate { encoder, .. } = &mut self.mode else {
+            return Transcoded::default();
+        };
+        let mut out = BytesMut::new();
+        let mut signals = Vec::new();
+        for event in events {
+            match event {
+                ChatEvent::Text(_) | ChatEvent::ToolCall { .. } if !self.saw_token => {
+                    self.saw_token = true;
+                    signals.push(StreamSignal::FirstToken);
+                }
+                ChatEvent::Usage(u) => signals.push(StreamSignal::Usage(*u)),
+                ChatEvent::Done => signals.push(StreamSignal::Done),
+                ChatEvent::Error { kind, message } => {
+                    signals.push(StreamSignal::Error(format!("{kind}: {message}")));
+                }
+                _ => {}
+            }
+            match encoder {
+                Encoder::OpenAi(e) => e.encode(event, &mut out),
+                Encoder::Anthropic(e) => e.encode(event, &mut out),
+            }
+        }
+        Transcoded {
+            bytes: out.freeze(),
+            signals,
+        }
+    }
+}
