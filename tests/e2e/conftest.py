@@ -8,6 +8,7 @@ import tempfile
 import time
 import urllib.request
 
+import anthropic
 import openai
 import pytest
 
@@ -63,6 +64,29 @@ targets = [{{ provider = "mock", model = "mock-fast" }}]
 [models.demo-embed]
 targets = [{{ provider = "mock", model = "mock-embed" }}]
 
+# The same mock, spoken to in Anthropic's and Gemini's wire formats.
+[providers.mock-anthropic]
+kind = "mock"
+
+[providers.mock-anthropic.mock]
+wire = "anthropic"
+chunk_delay_ms = 20
+chunks = 8
+
+[providers.mock-gemini]
+kind = "mock"
+
+[providers.mock-gemini.mock]
+wire = "gemini"
+chunk_delay_ms = 20
+chunks = 8
+
+[models.demo-claude]
+targets = [{{ provider = "mock-anthropic", model = "claude-mock" }}]
+
+[models.demo-gemini]
+targets = [{{ provider = "mock-gemini", model = "gemini-mock" }}]
+
 [[keys]]
 name = "demo"
 hash = "{hash_key(KEY)}"
@@ -103,3 +127,9 @@ def client(gateway):
 @pytest.fixture
 def aclient(gateway):
     return openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=KEY, max_retries=0)
+
+
+@pytest.fixture
+def claude(gateway):
+    """The official `anthropic` SDK, pointed at Tollgate's `/v1/messages`."""
+    return anthropic.Anthropic(base_url=gateway, api_key=KEY, max_retries=0)

@@ -2,6 +2,9 @@
 //!
 //! The gateway forwards a provider's configured `headers`, so a provider entry such as
 //! `headers = { "x-mock-status" = "503" }` turns a mock target into a failing one.
+//!
+//! Every route honours every header; an injected status comes with an error body in the
+//! route's wire format (OpenAI, Anthropic or Gemini).
 
 use http::HeaderMap;
 use std::time::Duration;
@@ -9,7 +12,10 @@ use std::time::Duration;
 /// Faults and timing overrides for one request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
-    /// `x-mock-status: 503`: answer with this status and an OpenAI-shaped error body.
+    /// `x-mock-status: 503`: answer with this status and an error body in the route's format:
+    /// OpenAI `{"error":{"message","type","param","code"}}`, Anthropic
+    /// `{"type":"error","error":{"type","message"}}` (`overloaded_error` for 529...), Gemini
+    /// `{"error":{"code","message","status"}}` (`UNAVAILABLE` for 503...).
     pub status: Option<u16>,
     /// `x-mock-fault-rate: 0.3`: apply `status` to this fraction of requests (default 1.0).
     pub rate: Option<f64>,
@@ -17,7 +23,8 @@ pub struct Faults {
     pub latency: Option<Duration>,
     /// `x-mock-hang: 1`: never answer.
     pub hang: bool,
-    /// `x-mock-reset-after: 3`: drop the connection after this many streamed chunks.
+    /// `x-mock-reset-after: 3`: drop the connection after this many streamed events (SSE
+    /// events, or elements of Gemini's streamed JSON array), counting role and start events.
     pub reset_after: Option<u32>,
     /// `x-mock-malformed: 1`: answer 200 with a body that is not valid JSON.
     pub malformed: bool,
@@ -29,6 +36,13 @@ pub struct Faults {
     pub chunks: Option<u32>,
     /// `x-mock-retry-after: 2`: sent with an injected status.
     pub retry_after: Option<String>,
+    /// `x-mock-cached-tokens: 1024`: report this many prompt tokens (at most all of them) as
+    /// served from the provider's prompt cache, in each format's convention:
+    /// - OpenAI: `usage.prompt_tokens_details.cached_tokens = N`; `prompt_tokens` includes them.
+    /// - Anthropic: `usage.cache_read_input_tokens = N`; `input_tokens` excludes them
+    ///   (prompt − N).
+    /// - Gemini: `usageMetadata.cachedContentTokenCount = N`; `promptTokenCount` includes them.
+    pub cached_tokens: Option<u64>,
 }
 
 impl Faults {
@@ -48,6 +62,7 @@ impl Faults {
             chunk_delay: num("x-mock-chunk-delay-ms").map(Duration::from_millis),
             chunks: num("x-mock-chunks").and_then(|n| u32::try_from(n).ok()),
             retry_after: get("x-mock-retry-after").map(str::to_owned),
+            cached_tokens: num("x-mock-cached-tokens"),
         }
     }
 
@@ -69,10 +84,12 @@ mod tests {
         h.insert("x-mock-status", "503".parse().expect("hv"));
         h.insert("x-mock-hang", "true".parse().expect("hv"));
         h.insert("x-mock-chunks", "nope".parse().expect("hv"));
+        h.insert("x-mock-cached-tokens", "12".parse().expect("hv"));
         let f = Faults::from_headers(&h);
         assert_eq!(f.status, Some(503));
         assert!(f.hang);
         assert_eq!(f.chunks, None);
+        assert_eq!(f.cached_tokens, Some(12));
         assert_eq!(f.injected_status(), Some(503));
     }
 

@@ -1,8 +1,9 @@
 //! The HTTP layer: accept loop, routing, and the response body type.
 
-use crate::{MockConfig, MockStats, chat, embeddings, faults::Faults};
+use crate::stream::Frames;
+use crate::{MockConfig, MockStats, anthropic, chat, embeddings, faults::Faults, gemini};
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
@@ -11,7 +12,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 /// The mock's response body: a whole buffer, or frames from a task.
 pub type MockBody = BoxBody<Bytes, std::io::Error>;
@@ -48,11 +48,65 @@ async fn handle(
 ) -> Result<Response<MockBody>, std::convert::Infallible> {
     let faults = Faults::from_headers(req.headers());
     let (parts, body) = req.into_parts();
+    let route = Route::of(&parts.method, &parts.uri);
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(error(StatusCode::BAD_REQUEST, "could not read body")),
+        Err(_) => return Ok(route.error(StatusCode::BAD_REQUEST, "could not read body")),
     };
     stats.record(body.len());
+    Ok(respond(&route, &body, &config, &faults).await)
+}
+
+/// What a request asks for, from its method and URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// OpenAI `POST /v1/chat/completions`.
+    Chat,
+    /// OpenAI `POST /v1/embeddings`.
+    Embeddings,
+    /// OpenAI `GET /v1/models`.
+    Models,
+    /// Anthropic `POST /v1/messages`.
+    Messages,
+    /// Gemini `POST .../models/{model}:generateContent` or `:streamGenerateContent`.
+    Gemini(gemini::Call),
+    /// Anything else, with the 404 message.
+    NotFound(String),
+}
+
+impl Route {
+    pub(crate) fn of(method: &Method, uri: &Uri) -> Route {
+        let full = uri.path();
+        let path = full.strip_prefix("/v1").unwrap_or(full);
+        match (method, path) {
+            (&Method::POST, "/chat/completions") => Route::Chat,
+            (&Method::POST, "/embeddings") => Route::Embeddings,
+            (&Method::GET, "/models") => Route::Models,
+            (&Method::POST, "/messages") => Route::Messages,
+            _ => match gemini::Call::parse(full, uri.query()) {
+                Some(call) if method == Method::POST => Route::Gemini(call),
+                _ => Route::NotFound(format!("mock: no route {method} {full}")),
+            },
+        }
+    }
+
+    /// An error response in this route's wire format.
+    pub(crate) fn error(&self, status: StatusCode, message: &str) -> Response<MockBody> {
+        match self {
+            Route::Messages => anthropic::error(status, message),
+            Route::Gemini(_) => gemini::error(status, message),
+            _ => error(status, message),
+        }
+    }
+}
+
+/// Answers a request whose body has been read: latency, hang and injected status first.
+pub(crate) async fn respond(
+    route: &Route,
+    body: &Bytes,
+    config: &MockConfig,
+    faults: &Faults,
+) -> Response<MockBody> {
     if let Some(latency) = faults.latency {
         tokio::time::sleep(latency).await;
     }
@@ -60,27 +114,23 @@ async fn handle(
         std::future::pending::<()>().await;
     }
     if let Some(status) = faults.injected_status() {
-        let mut resp = error(
+        let mut resp = route.error(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             &format!("mock: injected status {status}"),
         );
         if let Some(ra) = faults.retry_after.as_deref().and_then(|v| v.parse().ok()) {
             resp.headers_mut().insert(header::RETRY_AFTER, ra);
         }
-        return Ok(resp);
+        return resp;
     }
-    let path = parts.uri.path();
-    let path = path.strip_prefix("/v1").unwrap_or(path);
-    let resp = match (&parts.method, path) {
-        (&Method::POST, "/chat/completions") => chat::handle(&body, &config, &faults),
-        (&Method::POST, "/embeddings") => embeddings::handle(&body, &faults),
-        (&Method::GET, "/models") => json(StatusCode::OK, &embeddings::models()),
-        _ => error(
-            StatusCode::NOT_FOUND,
-            &format!("mock: no route {} {}", parts.method, parts.uri.path()),
-        ),
-    };
-    Ok(resp)
+    match route {
+        Route::Chat => chat::handle(body, config, faults),
+        Route::Embeddings => embeddings::handle(body, faults),
+        Route::Models => json(StatusCode::OK, &embeddings::models()),
+        Route::Messages => anthropic::handle(body, config, faults),
+        Route::Gemini(call) => gemini::handle(body, call, config, faults),
+        Route::NotFound(msg) => error(StatusCode::NOT_FOUND, msg),
+    }
 }
 
 pub(crate) fn json(status: StatusCode, v: &serde_json::Value) -> Response<MockBody> {
@@ -110,7 +160,7 @@ pub(crate) fn full(b: Bytes) -> MockBody {
 }
 
 /// A body fed by a channel; an `Err` item aborts the connection mid-body.
-pub(crate) struct ChannelBody(pub mpsc::Receiver<Result<Bytes, std::io::Error>>);
+struct ChannelBody(Frames);
 
 impl Body for ChannelBody {
     type Data = Bytes;
@@ -126,7 +176,7 @@ impl Body for ChannelBody {
     }
 }
 
-pub(crate) fn sse(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response<MockBody> {
+pub(crate) fn sse(rx: Frames) -> Response<MockBody> {
     let mut resp = Response::new(ChannelBody(rx).boxed());
     let h = resp.headers_mut();
     h.insert(
@@ -138,4 +188,24 @@ pub(crate) fn sse(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response
         http::HeaderValue::from_static("no-cache"),
     );
     resp
+}
+
+/// A `application/json` body streamed from a task (Gemini's streamed JSON array).
+pub(crate) fn json_stream(rx: Frames) -> Response<MockBody> {
+    let mut resp = Response::new(ChannelBody(rx).boxed());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A 200 `application/json` response whose body is `b`, not valid JSON (`x-mock-malformed`).
+pub(crate) fn malformed(b: &'static [u8]) -> Response<MockBody> {
+    let mut r = Response::new(full(Bytes::from_static(b)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
 }

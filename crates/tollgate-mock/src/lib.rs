@@ -1,18 +1,35 @@
 //! The built-in mock LLM provider: a product feature for demos, tests and benchmarks.
 //!
-//! It speaks OpenAI's wire format (`/v1/chat/completions` as JSON or SSE, `/v1/embeddings`,
-//! `/v1/models`), answers deterministically from the prompt with realistic `usage`, and injects
-//! faults on request. Routes for other wire formats slot into [`router`].
+//! It answers deterministically from the prompt (the last user turn's text and the token cap
+//! give the same answer text in every format), with realistic usage, and injects faults on
+//! request. Routes:
+//!
+//! - OpenAI: `POST /v1/chat/completions` (JSON or SSE, forced tool calls, logprobs),
+//!   `POST /v1/embeddings`, `GET /v1/models`.
+//! - Anthropic Messages: `POST /v1/messages` (JSON or SSE, forced `tool_use`).
+//! - Gemini: `POST {any prefix}/models/{model}:generateContent` and `:streamGenerateContent`
+//!   (SSE with `?alt=sse`, else a streamed JSON array; forced `functionCall`).
+//!
+//! The `/v1` prefix is optional on the OpenAI and Anthropic routes; anything else is a 404.
+//! Each route is one wire-format renderer of a format-neutral answer, so new formats slot into
+//! the router in `http.rs`.
 //!
 //! - [`MockConfig`]: server-wide defaults (stream timing).
-//! - [`Faults`]: per-request behaviour from `x-mock-*` headers (see that type for the list).
+//! - [`Faults`]: per-request behaviour from `x-mock-*` headers, on every route (see that type
+//!   for the list).
 //! - [`spawn`] runs it on a tokio runtime and returns a [`MockHandle`] with call counters;
 //!   [`serve`] runs it on a listener you own.
 
+mod answer;
+mod anthropic;
 mod chat;
 mod embeddings;
 mod faults;
+mod gemini;
 mod http;
+mod stream;
+#[cfg(test)]
+mod tests;
 mod text;
 
 pub use faults::Faults;
