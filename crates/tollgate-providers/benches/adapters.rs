@@ -7,7 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use tollgate_config::load_str;
 use tollgate_providers::Adapter;
-use tollgate_types::ChatRequest;
+use tollgate_types::{ChatRequest, ClientApi};
 
 fn chat_body(prompt_bytes: usize) -> Vec<u8> {
     let prompt: String =
@@ -77,5 +77,82 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(adapter_benches, benches);
+/// A 16 KB multi-turn conversation: system prompt, turns, a tool call and its result.
+fn conversation_16k() -> ChatRequest {
+    let filler = "The quick brown fox jumps over the lazy dog. ".repeat(70); // ~3.1 KB
+    serde_json::from_value(serde_json::json!({
+        "model": "bench",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": &filler},
+            {"role": "assistant", "content": &filler},
+            {"role": "user", "content": &filler},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": &filler},
+            {"role": "user", "content": &filler}
+        ],
+        "temperature": 0.2, "max_tokens": 1024,
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    }))
+    .expect("request")
+}
+
+/// 16 KB answers: OpenAI's and Anthropic's shape of the same text.
+fn answers_16k() -> (Bytes, Bytes) {
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(364); // ~16 KB
+    let openai = serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1,
+        "model": "gpt-4o-mini", "choices": [{"index": 0, "message": {"role": "assistant",
+        "content": &text, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4000, "completion_tokens": 3600, "total_tokens": 7600}});
+    let anthropic = serde_json::json!({"id": "msg_1", "type": "message", "role": "assistant",
+        "model": "claude-x", "content": [{"type": "text", "text": &text}], "stop_reason": "end_turn",
+        "stop_sequence": null, "usage": {"input_tokens": 4000, "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0, "output_tokens": 3600}});
+    (
+        Bytes::from(openai.to_string()),
+        Bytes::from(anthropic.to_string()),
+    )
+}
+
+/// The #3 budget: to and from Anthropic within 2x of the OpenAI pass-through.
+fn dialect_benches(c: &mut Criterion) {
+    let env = |_: &str| None;
+    let config = load_str(
+        "[providers.o]\nkind = \"openai_compatible\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:2/v1\"\n",
+        std::path::Path::new("bench.toml"),
+        &env,
+    )
+    .expect("config");
+    let (openai_p, anthropic_p) = (&config.providers["o"], &config.providers["a"]);
+    let req = conversation_16k();
+    let (openai_answer, anthropic_answer) = answers_16k();
+    let openai = Adapter::for_provider(openai_p);
+    c.bench_function("round_trip_16k/openai_passthrough", |b| {
+        b.iter(|| {
+            let up = openai
+                .chat_request(openai_p, black_box(&req), "gpt-4o-mini")
+                .expect("build");
+            let back = openai
+                .translate_response(ClientApi::OpenAi, black_box(openai_answer.clone()))
+                .expect("translate");
+            (up.body.len(), back.body.len())
+        })
+    });
+    c.bench_function("round_trip_16k/anthropic", |b| {
+        b.iter(|| {
+            let up = Adapter::Anthropic
+                .chat_request(anthropic_p, black_box(&req), "claude-x")
+                .expect("build");
+            let back = Adapter::Anthropic
+                .translate_response(ClientApi::OpenAi, black_box(anthropic_answer.clone()))
+                .expect("translate");
+            (up.body.len(), back.body.len())
+        })
+    });
+}
+
+criterion_group!(adapter_benches, benches, dialect_benches);
 criterion_main!(adapter_benches);

@@ -1,10 +1,13 @@
 //! The Anthropic Messages API (`POST /v1/messages`), outbound: canonical requests become
 //! Messages requests; Messages answers and event streams become canonical ones.
 
+use crate::completion::{Completion, ToolCall, append};
 use crate::events::{ChatEvent, FinishReason};
 use crate::request::{data_url, http_request, parse_arguments};
 use crate::{AdapterError, UpstreamRequest};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use tollgate_config::ProviderConfig;
 use tollgate_types::{ChatRequest, Message, Usage};
 
@@ -27,59 +30,125 @@ pub fn default_max_tokens(model: &str) -> u32 {
         .map_or(4_096, |(_, n)| *n)
 }
 
+/// The Messages body. Conversation text is borrowed from the canonical request, never copied:
+/// only the JSON encoder touches it.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<Content<'a>>,
+    messages: Vec<Turn<'a>>,
+    /// The small optional fields (`stream`, `stop_sequences`, `tools`, ...).
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: Content<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(Cow<'a, str>),
+    Blocks(Vec<Block<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Block<'a> {
+    Known(Known<'a>),
+    /// An Anthropic-native block (document, ...) sent through the OpenAI route, as it came.
+    Raw(&'a Value),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Known<'a> {
+    Text {
+        text: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
+    },
+    Image {
+        source: Source<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: Content<'a>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Source<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
+}
+
 pub(crate) fn chat_request(
     p: &ProviderConfig,
     req: &ChatRequest,
     model: &str,
 ) -> Result<UpstreamRequest, AdapterError> {
-    let mut body = Map::new();
-    body.insert("model".into(), model.into());
-    let max = req
-        .output_cap()
-        .unwrap_or_else(|| default_max_tokens(model));
-    body.insert("max_tokens".into(), max.into());
-    let (system, messages) = messages(&req.messages);
-    if let Some(system) = system {
-        body.insert("system".into(), system);
-    }
-    body.insert("messages".into(), Value::Array(messages));
+    let mut rest = Map::new();
     if req.is_stream() {
-        body.insert("stream".into(), true.into());
+        rest.insert("stream".into(), true.into());
     }
     let x = &req.extra;
     match x.get("stop") {
         Some(Value::String(s)) => {
-            body.insert("stop_sequences".into(), json!([s]));
+            rest.insert("stop_sequences".into(), json!([s]));
         }
         Some(Value::Array(a)) if !a.is_empty() => {
-            body.insert("stop_sequences".into(), Value::Array(a.clone()));
+            rest.insert("stop_sequences".into(), Value::Array(a.clone()));
         }
         _ => {}
     }
     if let Some(t) = x.get("temperature").and_then(Value::as_f64) {
         // OpenAI's range is 0..=2, Anthropic's 0..=1.
-        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+        rest.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
     // Fields both APIs share, and Anthropic-only ones a client may send through the OpenAI route.
     for key in ["top_p", "top_k", "thinking", "service_tier"] {
         if let Some(v) = x.get(key) {
-            body.insert(key.into(), v.clone());
+            rest.insert(key.into(), v.clone());
         }
     }
     if let Some(user) = &req.user {
-        body.insert("metadata".into(), json!({"user_id": user}));
+        rest.insert("metadata".into(), json!({"user_id": user}));
     }
     if let Some(tools) = x.get("tools").and_then(Value::as_array) {
         let tools: Vec<Value> = tools.iter().filter_map(tool).collect();
         if !tools.is_empty() {
-            body.insert("tools".into(), Value::Array(tools));
+            rest.insert("tools".into(), Value::Array(tools));
         }
     }
     let parallel = x.get("parallel_tool_calls").and_then(Value::as_bool);
     if let Some(choice) = tool_choice(x.get("tool_choice"), parallel) {
-        body.insert("tool_choice".into(), choice);
+        rest.insert("tool_choice".into(), choice);
     }
-    let body = serde_json::to_vec(&body).map_err(AdapterError::Encode)?;
+    let (system, messages) = messages(&req.messages);
+    let body = serde_json::to_vec(&Body {
+        model,
+        max_tokens: req
+            .output_cap()
+            .unwrap_or_else(|| default_max_tokens(model)),
+        system,
+        messages,
+        rest,
+    })
+    .map_err(AdapterError::Encode)?;
     let mut up = http_request(
         p,
         format!("{}/messages", p.base_url.path),
@@ -93,9 +162,9 @@ pub(crate) fn chat_request(
 
 /// Hoists system messages and converts the rest, merging consecutive same-role messages so
 /// roles alternate as Anthropic requires (tool results ride in user messages).
-fn messages(input: &[Message]) -> (Option<Value>, Vec<Value>) {
-    let mut system: Vec<Value> = Vec::new();
-    let mut out: Vec<(String, Vec<Value>)> = Vec::new();
+fn messages(input: &[Message]) -> (Option<Content<'_>>, Vec<Turn<'_>>) {
+    let mut system: Vec<Block<'_>> = Vec::new();
+    let mut out: Vec<(&'static str, Vec<Block<'_>>)> = Vec::new();
     for m in input {
         let (role, blocks) = match m.role.as_str() {
             "system" | "developer" => {
@@ -110,53 +179,78 @@ fn messages(input: &[Message]) -> (Option<Value>, Vec<Value>) {
             continue;
         }
         match out.last_mut() {
-            Some((last, existing)) if last == role => existing.extend(blocks),
-            _ => out.push((role.to_owned(), blocks)),
+            Some((last, existing)) if *last == role => existing.extend(blocks),
+            _ => out.push((role, blocks)),
         }
     }
-    let system = match system.as_slice() {
-        [] => None,
-        // Plain text stays a string; blocks are kept when they carry `cache_control`.
-        blocks if blocks.iter().all(|b| b.get("cache_control").is_none()) => {
-            let texts: Vec<&str> = blocks
-                .iter()
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect();
-            Some(Value::String(texts.join("\n\n")))
+    let system = (!system.is_empty()).then(|| {
+        // Plain text reads best as a string; blocks are kept when they carry `cache_control`.
+        let texts: Option<Vec<&str>> = system
+            .iter()
+            .map(|b| match b {
+                Block::Known(Known::Text {
+                    text,
+                    cache_control: None,
+                }) => Some(*text),
+                _ => None,
+            })
+            .collect();
+        match texts {
+            Some(t) if t.len() == 1 => Content::Text(Cow::Borrowed(t[0])),
+            Some(t) => Content::Text(Cow::Owned(t.join("\n\n"))),
+            None => Content::Blocks(system),
         }
-        blocks => Some(Value::Array(blocks.to_vec())),
-    };
+    });
     let messages = out
         .into_iter()
-        .map(|(role, content)| match content.as_slice() {
-            // One plain text block reads best as a string, as clients write it.
-            [b] if b["type"] == "text" && b.get("cache_control").is_none() => {
-                json!({"role": role, "content": b["text"]})
-            }
-            _ => json!({"role": role, "content": content}),
+        .map(|(role, blocks)| Turn {
+            role,
+            content: simplify(blocks),
         })
         .collect();
     (system, messages)
 }
 
+/// One plain text block reads best as a string, as clients write it.
+fn simplify(mut blocks: Vec<Block<'_>>) -> Content<'_> {
+    if let [
+        Block::Known(Known::Text {
+            text,
+            cache_control: None,
+        }),
+    ] = blocks.as_slice()
+    {
+        return Content::Text(Cow::Borrowed(*text));
+    }
+    blocks.shrink_to_fit();
+    Content::Blocks(blocks)
+}
+
 /// OpenAI content (a string or parts) as Anthropic content blocks.
-pub(crate) fn content_blocks(content: &Value) -> Vec<Value> {
+fn content_blocks(content: &Value) -> Vec<Block<'_>> {
     match content {
         Value::String(s) if s.is_empty() => Vec::new(),
-        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::String(s) => vec![Block::Known(Known::Text {
+            text: s,
+            cache_control: None,
+        })],
         Value::Array(parts) => parts.iter().filter_map(part_block).collect(),
         _ => Vec::new(),
     }
 }
 
-fn part_block(part: &Value) -> Option<Value> {
-    let mut block = match part.get("type").and_then(Value::as_str)? {
+fn part_block(part: &Value) -> Option<Block<'_>> {
+    let cache_control = part.get("cache_control");
+    Some(match part.get("type").and_then(Value::as_str)? {
         "text" => {
             let text = part.get("text").and_then(Value::as_str)?;
             if text.is_empty() {
                 return None;
             }
-            json!({"type": "text", "text": text})
+            Block::Known(Known::Text {
+                text,
+                cache_control,
+            })
         }
         "image_url" => {
             let url = part
@@ -164,44 +258,42 @@ fn part_block(part: &Value) -> Option<Value> {
                 .or_else(|| part.get("image_url"))
                 .and_then(Value::as_str)?;
             let source = match data_url(url) {
-                Some((media_type, data)) => {
-                    json!({"type": "base64", "media_type": media_type, "data": data})
-                }
-                None => json!({"type": "url", "url": url}),
+                Some((media_type, data)) => Source::Base64 { media_type, data },
+                None => Source::Url { url },
             };
-            json!({"type": "image", "source": source})
+            Block::Known(Known::Image {
+                source,
+                cache_control,
+            })
         }
-        // Anthropic-native blocks (document, image, ...) sent through the OpenAI route.
-        _ => part.clone(),
-    };
-    if let (Some(cc), Some(obj)) = (part.get("cache_control"), block.as_object_mut()) {
-        obj.insert("cache_control".into(), cc.clone());
-    }
-    Some(block)
+        _ => Block::Raw(part),
+    })
 }
 
-fn assistant_blocks(m: &Message) -> Vec<Value> {
+fn assistant_blocks(m: &Message) -> Vec<Block<'_>> {
     let mut blocks = content_blocks(&m.content);
     let calls = m.extra.get("tool_calls").and_then(Value::as_array);
     for call in calls.into_iter().flatten() {
         let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or_default();
-        blocks.push(json!({
-            "type": "tool_use",
-            "id": s("/id"),
-            "name": s("/function/name"),
-            "input": parse_arguments(s("/function/arguments")),
+        blocks.push(Block::Known(Known::ToolUse {
+            id: s("/id"),
+            name: s("/function/name"),
+            input: parse_arguments(s("/function/arguments")),
         }));
     }
     blocks
 }
 
-fn tool_result(m: &Message) -> Value {
+fn tool_result(m: &Message) -> Block<'_> {
     let id = m.extra.get("tool_call_id").and_then(Value::as_str);
     let content = match &m.content {
-        Value::String(s) => Value::String(s.clone()),
-        other => Value::Array(content_blocks(other)),
+        Value::String(s) => Content::Text(Cow::Borrowed(s)),
+        other => Content::Blocks(content_blocks(other)),
     };
-    json!({"type": "tool_result", "tool_use_id": id.unwrap_or_default(), "content": content})
+    Block::Known(Known::ToolResult {
+        tool_use_id: id.unwrap_or_default(),
+        content,
+    })
 }
 
 fn tool(t: &Value) -> Option<Value> {
@@ -244,40 +336,62 @@ fn tool_choice(choice: Option<&Value>, parallel: Option<bool>) -> Option<Value> 
     Some(out)
 }
 
-/// A Messages response as an OpenAI `chat.completion`, with its usage.
-pub(crate) fn decode_response(body: &[u8]) -> Result<(Value, Option<Usage>), AdapterError> {
-    let v: Value = serde_json::from_slice(body).map_err(AdapterError::Decode)?;
-    let blocks = v
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or(AdapterError::Shape(
-            "no `content` array in the Messages response",
-        ))?;
-    let mut text = String::new();
-    let mut reasoning = String::new();
-    let mut calls = Vec::new();
-    for b in blocks {
-        let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default();
-        match s("type") {
-            "text" => text.push_str(s("text")),
-            "thinking" => reasoning.push_str(s("thinking")),
-            "tool_use" => calls.push(json!({
-                "id": s("id"), "type": "function",
-                "function": {"name": s("name"),
-                    "arguments": b.get("input").map_or_else(|| "{}".to_owned(), Value::to_string)},
-            })),
+/// A Messages response, decoded into the canonical completion (borrowing its text).
+pub(crate) fn decode_response(body: &[u8]) -> Result<Completion<'_>, AdapterError> {
+    #[derive(Deserialize)]
+    struct Response<'a> {
+        #[serde(default, borrow)]
+        id: Cow<'a, str>,
+        #[serde(default, borrow)]
+        model: Cow<'a, str>,
+        #[serde(borrow)]
+        content: Vec<Block<'a>>,
+        #[serde(default, borrow)]
+        stop_reason: Option<Cow<'a, str>>,
+        #[serde(default)]
+        usage: Option<Value>,
+    }
+    /// Every block type in one flat shape: cheaper than a tagged enum, which buffers.
+    #[derive(Deserialize)]
+    struct Block<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(default, borrow)]
+        text: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        thinking: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        id: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        name: Option<Cow<'a, str>>,
+        #[serde(default)]
+        input: Option<Value>,
+    }
+    let r: Response<'_> = serde_json::from_slice(body).map_err(AdapterError::Decode)?;
+    let mut out = Completion {
+        id: r.id,
+        model: r.model,
+        finish: Some(
+            r.stop_reason
+                .as_deref()
+                .map_or(FinishReason::Stop, FinishReason::from_anthropic),
+        ),
+        usage: r.usage.as_ref().map(Usage::from_anthropic),
+        ..Completion::default()
+    };
+    for b in r.content {
+        match &*b.kind {
+            "text" => append(&mut out.text, b.text.unwrap_or_default()),
+            "thinking" => append(&mut out.reasoning, b.thinking.unwrap_or_default()),
+            "tool_use" => out.tool_calls.push(ToolCall {
+                id: b.id.unwrap_or_default(),
+                name: b.name.unwrap_or_default(),
+                arguments: Cow::Owned(b.input.map_or_else(|| "{}".to_owned(), |v| v.to_string())),
+            }),
             _ => {}
         }
     }
-    let finish = v
-        .get("stop_reason")
-        .and_then(Value::as_str)
-        .map_or(FinishReason::Stop, FinishReason::from_anthropic);
-    let usage = v.get("usage").map(Usage::from_anthropic);
-    let message = crate::openai::assistant_message(text, reasoning, calls);
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
-    let out = crate::openai::completion(s("id"), s("model"), message, finish, usage);
-    Ok((out, usage))
+    Ok(out)
 }
 
 /// Decodes an Anthropic event stream into canonical events.

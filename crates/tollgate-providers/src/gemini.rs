@@ -2,10 +2,12 @@
 //! outbound: canonical requests become `contents`/`parts`; answers and streams come back
 //! canonical.
 
+use crate::completion::{Completion, ToolCall, append};
 use crate::events::{ChatEvent, FinishReason};
 use crate::request::{data_url, http_request, parse_arguments};
 use crate::{AdapterError, UpstreamRequest};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use tollgate_config::ProviderConfig;
 use tollgate_types::{ChatRequest, Message, Usage};
 
@@ -231,8 +233,8 @@ fn tool_config(choice: Option<&Value>) -> Option<Value> {
     Some(json!({"functionCallingConfig": config}))
 }
 
-/// A `generateContent` response as an OpenAI `chat.completion`, with its usage.
-pub(crate) fn decode_response(body: &[u8]) -> Result<(Value, Option<Usage>), AdapterError> {
+/// A `generateContent` response, decoded into the canonical completion.
+pub(crate) fn decode_response(body: &[u8]) -> Result<Completion<'static>, AdapterError> {
     let v: Value = serde_json::from_slice(body).map_err(AdapterError::Decode)?;
     // Without `alt=sse` a stream is a JSON array of responses; accept one-element arrays too.
     let v = match v {
@@ -245,31 +247,42 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<(Value, Option<Usage>), Ada
         ));
     }
     let candidate = v.pointer("/candidates/0");
-    let mut text = String::new();
-    let mut reasoning = String::new();
-    let mut calls = Vec::new();
+    let s = |k: &str| {
+        Cow::Owned(
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let mut out = Completion {
+        id: s("responseId"),
+        model: s("modelVersion"),
+        usage: v.get("usageMetadata").map(Usage::from_gemini),
+        ..Completion::default()
+    };
     let parts = candidate
         .and_then(|c| c.pointer("/content/parts"))
         .and_then(Value::as_array);
     for p in parts.into_iter().flatten() {
         if let Some(t) = p.get("text").and_then(Value::as_str) {
-            if p.get("thought").and_then(Value::as_bool) == Some(true) {
-                reasoning.push_str(t);
+            let target = if p.get("thought").and_then(Value::as_bool) == Some(true) {
+                &mut out.reasoning
             } else {
-                text.push_str(t);
-            }
+                &mut out.text
+            };
+            append(target, Cow::Owned(t.to_owned()));
         } else if p.get("functionCall").is_some() {
-            let (id, name, args) = function_call(p, calls.len());
-            calls.push(json!({"id": id, "type": "function",
-                "function": {"name": name, "arguments": args}}));
+            let (id, name, arguments) = function_call(p, out.tool_calls.len());
+            out.tool_calls.push(ToolCall {
+                id: Cow::Owned(id),
+                name: Cow::Owned(name),
+                arguments: Cow::Owned(arguments),
+            });
         }
     }
-    let finish = finish_reason(candidate, !calls.is_empty());
-    let usage = v.get("usageMetadata").map(Usage::from_gemini);
-    let message = crate::openai::assistant_message(text, reasoning, calls);
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
-    let out = crate::openai::completion(s("responseId"), s("modelVersion"), message, finish, usage);
-    Ok((out, usage))
+    out.finish = Some(finish_reason(candidate, !out.tool_calls.is_empty()));
+    Ok(out)
 }
 
 /// Joins a call id and Gemini's `thoughtSignature` in the id OpenAI clients echo back.

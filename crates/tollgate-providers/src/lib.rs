@@ -15,6 +15,7 @@
 
 mod anthropic;
 mod classify;
+mod completion;
 mod error;
 mod events;
 mod gemini;
@@ -29,7 +30,7 @@ pub use anthropic::default_max_tokens;
 pub use classify::{Disposition, UpstreamError, UpstreamErrorKind, classify_status};
 pub use error::AdapterError;
 pub use events::{ChatEvent, FinishReason};
-pub use messages::{encode_messages_response, parse_messages_request};
+pub use messages::parse_messages_request;
 pub use openai::OpenAiDialect;
 pub use sse::{SseEvent, SseSplitter, StreamObserver, StreamSignal};
 pub use transcode::{EventDecoder, StreamTranscoder, Transcoded, Translated};
@@ -134,10 +135,10 @@ impl Adapter {
         match self {
             Adapter::OpenAi(_) => openai::parse_response(body),
             Adapter::Anthropic => Ok(ResponseInfo {
-                usage: anthropic::decode_response(body)?.1,
+                usage: anthropic::decode_response(body)?.usage,
             }),
             Adapter::Gemini => Ok(ResponseInfo {
-                usage: gemini::decode_response(body)?.1,
+                usage: gemini::decode_response(body)?.usage,
             }),
         }
     }

@@ -2,9 +2,8 @@
 //! and canonical answers (JSON or events) are written back as Messages answers, so the official
 //! `anthropic` SDK can call any configured model.
 
-use crate::anthropic::content_blocks;
+use crate::completion::message_id;
 use crate::events::{ChatEvent, FinishReason};
-use crate::openai::usage_from_openai_family;
 use bytes::{BufMut, BytesMut};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -204,54 +203,6 @@ fn openai_tool(t: &Value) -> Option<Value> {
     Some(json!({"type": "function", "function": f}))
 }
 
-/// A canonical `chat.completion` as a Messages response.
-pub fn encode_messages_response(completion: &Value, usage: Option<Usage>) -> Value {
-    let message = completion.pointer("/choices/0/message");
-    let mut content = Vec::new();
-    if let Some(text) = message
-        .and_then(|m| m.get("content"))
-        .filter(|c| !c.is_null())
-    {
-        content.extend(content_blocks(text));
-    }
-    let calls = message
-        .and_then(|m| m.get("tool_calls"))
-        .and_then(Value::as_array);
-    for call in calls.into_iter().flatten() {
-        let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or_default();
-        content.push(
-            json!({"type": "tool_use", "id": s("/id"), "name": s("/function/name"),
-            "input": crate::request::parse_arguments(s("/function/arguments"))}),
-        );
-    }
-    let finish = completion
-        .pointer("/choices/0/finish_reason")
-        .and_then(Value::as_str)
-        .map_or(FinishReason::Stop, FinishReason::from_openai);
-    let usage = usage
-        .or_else(|| completion.get("usage").and_then(usage_from_openai_family))
-        .unwrap_or_default();
-    let s = |k: &str| {
-        completion
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    json!({
-        "id": message_id(s("id")), "type": "message", "role": "assistant", "model": s("model"),
-        "content": content, "stop_reason": finish.anthropic(), "stop_sequence": null,
-        "usage": usage.to_anthropic(),
-    })
-}
-
-fn message_id(id: &str) -> String {
-    if id.starts_with("msg_") {
-        id.to_owned()
-    } else {
-        format!("msg_{}", id.strip_prefix("chatcmpl-").unwrap_or(id))
-    }
-}
-
 /// Encodes canonical events as a Messages event stream.
 #[derive(Debug, Default)]
 pub struct AnthropicStreamEncoder {
@@ -276,7 +227,7 @@ impl AnthropicStreamEncoder {
         }
         match event {
             ChatEvent::Start { id, model } => {
-                self.id = message_id(id);
+                self.id = message_id(id).into_owned();
                 self.model.clone_from(model);
             }
             // Usage before any content is the prompt's: it goes into `message_start`.

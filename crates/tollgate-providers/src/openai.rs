@@ -1,11 +1,10 @@
 //! The OpenAI wire dialect, shared by OpenAI, Azure OpenAI, Mistral, DeepSeek, Groq, Together,
 //! Fireworks, OpenRouter, Ollama, vLLM and llama.cpp. Flavours differ only in URL and auth.
 
-use crate::events::FinishReason;
-use crate::request::{http_request, unix_now};
+use crate::request::http_request;
 use crate::{AdapterError, ResponseInfo, UpstreamRequest};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tollgate_config::ProviderConfig;
 use tollgate_types::{ChatRequest, EmbeddingsRequest, Message, StreamOptions, Usage};
 
@@ -127,41 +126,6 @@ pub(crate) fn usage_from_openai_family(v: &Value) -> Option<Usage> {
         u.cached_input_tokens = hit;
     }
     Some(u)
-}
-
-/// An assistant message in OpenAI's shape: text (null when the answer is only tool calls),
-/// tool calls, and reasoning text where the provider returned it (as DeepSeek names it).
-pub(crate) fn assistant_message(text: String, reasoning: String, calls: Vec<Value>) -> Value {
-    let mut m = json!({"role": "assistant", "content": null, "refusal": null});
-    if !text.is_empty() || calls.is_empty() {
-        m["content"] = Value::String(text);
-    }
-    if !reasoning.is_empty() {
-        m["reasoning_content"] = Value::String(reasoning);
-    }
-    if !calls.is_empty() {
-        m["tool_calls"] = Value::Array(calls);
-    }
-    m
-}
-
-/// A `chat.completion` with one choice.
-pub(crate) fn completion(
-    id: &str,
-    model: &str,
-    message: Value,
-    finish: FinishReason,
-    usage: Option<Usage>,
-) -> Value {
-    let mut out = json!({
-        "id": id, "object": "chat.completion", "created": unix_now(), "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null,
-            "finish_reason": finish.openai()}],
-    });
-    if let Some(u) = usage {
-        out["usage"] = u.to_openai();
-    }
-    out
 }
 
 /// Reads an OpenAI-family error body (`{"error":{...}}`, or Mistral's top-level shape):

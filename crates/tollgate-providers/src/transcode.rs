@@ -3,16 +3,15 @@
 //! canonical [`ChatEvent`]s and encodes them again.
 
 use crate::anthropic::AnthropicStreamDecoder;
+use crate::completion::Completion;
 use crate::events::ChatEvent;
 use crate::gemini::GeminiStreamDecoder;
-use crate::messages::{AnthropicStreamEncoder, encode_messages_response};
-use crate::openai::usage_from_openai_family;
+use crate::messages::AnthropicStreamEncoder;
 use crate::openai_stream::{OpenAiStreamDecoder, OpenAiStreamEncoder};
 use crate::request::unix_now;
 use crate::sse::{SseSplitter, StreamObserver, StreamSignal};
 use crate::{Adapter, AdapterError};
 use bytes::{Bytes, BytesMut};
-use serde_json::Value;
 use tollgate_types::{ClientApi, Usage};
 
 /// A complete answer in the client's dialect, and the usage read from it.
@@ -31,30 +30,23 @@ impl Adapter {
         client: ClientApi,
         body: Bytes,
     ) -> Result<Translated, AdapterError> {
-        let (completion, usage) = match self {
+        let completion = match self {
             Adapter::OpenAi(_) if client == ClientApi::OpenAi => {
                 let usage = self.parse_response(&body)?.usage;
                 return Ok(Translated { body, usage });
             }
-            Adapter::OpenAi(_) => {
-                let v: Value = serde_json::from_slice(&body).map_err(AdapterError::Decode)?;
-                if v.get("choices").is_none() {
-                    return Err(AdapterError::Shape("no `choices` in the response"));
-                }
-                let usage = v.get("usage").and_then(usage_from_openai_family);
-                (v, usage)
-            }
+            Adapter::OpenAi(_) => Completion::from_openai(&body).map_err(AdapterError::Decode)?,
             Adapter::Anthropic => crate::anthropic::decode_response(&body)?,
             Adapter::Gemini => crate::gemini::decode_response(&body)?,
         };
         let out = match client {
-            ClientApi::OpenAi => completion,
-            ClientApi::Anthropic => encode_messages_response(&completion, usage),
-        };
-        let body = serde_json::to_vec(&out).map_err(AdapterError::Encode)?;
+            ClientApi::OpenAi => completion.to_openai(),
+            ClientApi::Anthropic => completion.to_anthropic(),
+        }
+        .map_err(AdapterError::Encode)?;
         Ok(Translated {
-            body: Bytes::from(body),
-            usage,
+            body: Bytes::from(out),
+            usage: completion.usage,
         })
     }
 
