@@ -21,3 +21,5 @@ mod upgrade;
 mod policies;
 // Hot reload of config and scripts.
 mod reload;
+// Anthropic and Gemini upstreams, and the inbound Messages API.
+mod dialects;
