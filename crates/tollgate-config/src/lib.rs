@@ -16,11 +16,13 @@ mod interpolate;
 mod locate;
 mod presets;
 pub mod raw;
+mod resilience;
 mod types;
 mod validate;
 
 pub use error::{ConfigError, Diagnostic};
 pub use presets::{AuthStyle, ProviderKind, WireFormat};
+pub use resilience::{BreakerSettings, Resilience, Strategy};
 pub use types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
     ProviderConfig, ServerConfig, Target, Timeouts, UpstreamUrl, VirtualKey, hash_key,

@@ -28,6 +28,52 @@ pub struct RawConfig {
     /// Prices per target (`"provider/model"`), in USD per million tokens.
     #[serde(default)]
     pub prices: BTreeMap<String, RawPrice>,
+    /// Retries, backoff, retry budget, circuit breakers and deadlines.
+    #[serde(default)]
+    pub resilience: RawResilience,
+}
+
+/// `[resilience]`: defaults for every model.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResilience {
+    /// Retries of the same target on a retryable error (429, 5xx, 529). Default 1.
+    pub retries: Option<u32>,
+    /// Backoff ceiling before the first retry, in milliseconds (full jitter). Default 100.
+    pub backoff_base_ms: Option<u64>,
+    /// Largest backoff ceiling, in milliseconds. Default 2000.
+    pub backoff_max_ms: Option<u64>,
+    /// Longest upstream `retry-after` waited out, in milliseconds; longer ones move on to the
+    /// next target at once. Default 5000.
+    pub max_retry_wait_ms: Option<u64>,
+    /// Retries per target, as a fraction of its recent requests. Default 0.2.
+    pub retry_budget_ratio: Option<f64>,
+    /// Retries per target always allowed per 10 s window. Default 3.
+    pub retry_budget_min: Option<u32>,
+    /// Total deadline of one request across every attempt, in milliseconds. Default 600000.
+    pub request_timeout_ms: Option<u64>,
+    /// Circuit breaker per target.
+    pub breaker: Option<RawBreaker>,
+}
+
+/// `[resilience.breaker]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Open after this many failures in a row. Default 5.
+    pub consecutive_failures: Option<u32>,
+    /// Or when this fraction of a window's attempts failed. Default 0.5.
+    pub error_rate: Option<f64>,
+    /// Minimum attempts in the window for the error rate to count. Default 20.
+    pub min_requests: Option<u32>,
+    /// Error-rate window, in milliseconds. Default 30000.
+    pub window_ms: Option<u64>,
+    /// First open's length, in milliseconds; doubles on each re-open. Default 5000.
+    pub cooldown_ms: Option<u64>,
+    /// Longest open, in milliseconds. Default 60000.
+    pub max_cooldown_ms: Option<u64>,
 }
 
 /// `[policy]`
@@ -110,6 +156,9 @@ pub struct RawProvider {
     pub first_byte_timeout_ms: Option<u64>,
     /// Longest pause allowed between two response body chunks. Default 120000.
     pub idle_timeout_ms: Option<u64>,
+    /// For streams: time allowed from sending the request to the first body chunk; past it
+    /// the next target is tried. Default: `first_byte_timeout_ms`.
+    pub ttft_timeout_ms: Option<u64>,
     /// Built-in mock settings (`kind = "mock"` only).
     pub mock: Option<RawMock>,
 }
@@ -141,6 +190,14 @@ pub struct RawModel {
     pub description: Option<String>,
     /// A Rhai script deciding this model's routing (relative to the config file).
     pub policy: Option<String>,
+    /// `priority` (default), `weighted` (default when a target has a weight) or
+    /// `least_latency`.
+    pub strategy: Option<String>,
+    /// Retries of the same target; overrides `[resilience] retries`.
+    pub retries: Option<u32>,
+    /// Total deadline of one request, in milliseconds; overrides
+    /// `[resilience] request_timeout_ms`.
+    pub timeout_ms: Option<u64>,
 }
 
 /// One entry of `models.ALIAS.targets`.

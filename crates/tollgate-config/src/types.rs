@@ -1,6 +1,7 @@
 //! Validated configuration: what the proxy builds its live state from.
 
 use crate::presets::{AuthStyle, ProviderKind, WireFormat};
+use crate::resilience::{Resilience, Strategy};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Prices per target id (`provider/model`).
     pub prices: BTreeMap<String, PriceConfig>,
+    /// Retries, backoff, breakers and deadlines.
+    pub resilience: Resilience,
 }
 
 /// What a routing-script failure does.
@@ -126,6 +129,8 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Between two response body chunks.
     pub idle: Duration,
+    /// For streams, from request sent to the first body chunk.
+    pub ttft: Duration,
 }
 
 /// Built-in mock settings.
@@ -205,6 +210,12 @@ pub struct ModelConfig {
     pub targets: Vec<Target>,
     /// The model's own routing script.
     pub policy: Option<PathBuf>,
+    /// How targets are ordered per request.
+    pub strategy: Strategy,
+    /// Retries of the same target on a retryable error.
+    pub retries: u32,
+    /// Total deadline of one request.
+    pub timeout: Duration,
 }
 
 impl Config {

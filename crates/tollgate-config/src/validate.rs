@@ -5,6 +5,7 @@ use crate::interpolate::{InterpolateError, interpolate};
 use crate::locate::{ConfigPath, locate};
 use crate::presets::{ProviderKind, WireFormat};
 use crate::raw::{RawConfig, RawMock, RawProvider};
+use crate::resilience::{check_resilience, check_strategy};
 use crate::types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
     ProviderConfig, ServerConfig, Target, Timeouts, UpstreamUrl, VirtualKey,
@@ -19,14 +20,14 @@ use std::time::Duration;
 const DEFAULT_MAX_REQUEST_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Collects diagnostics, each located from its config path.
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     text: &'a str,
     file: &'a str,
     diags: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn error(&mut self, path: &ConfigPath, message: impl std::fmt::Display) {
+    pub(crate) fn error(&mut self, path: &ConfigPath, message: impl std::fmt::Display) {
         let (line, col) = locate(self.text, path);
         self.diags.push(Diagnostic {
             file: self.file.to_owned(),
@@ -132,6 +133,7 @@ fn check(
                 .map(|p| (name.clone(), p))
         })
         .collect();
+    let resilience = check_resilience(&raw.resilience, &root.key("resilience"), ck);
     let mut models = BTreeMap::new();
     for (alias, m) in &raw.models {
         let path = root.key("models").key(alias);
@@ -173,6 +175,11 @@ fn check(
                 name: alias.clone(),
                 targets,
                 policy: m.policy.as_deref().map(|p| resolve_path(file, p)),
+                strategy: check_strategy(m, &path, ck),
+                retries: m.retries.unwrap_or(resilience.retries),
+                timeout: m
+                    .timeout_ms
+                    .map_or(resilience.request_timeout, Duration::from_millis),
             },
         );
     }
@@ -208,6 +215,7 @@ fn check(
         keys,
         policy: check_policy(&raw, file, &root.key("policy"), ck),
         prices: check_prices(&raw, &root.key("prices"), ck),
+        resilience,
     }
 }
 
@@ -440,6 +448,7 @@ fn check_provider(
             connect: ms(p.connect_timeout_ms, 5_000),
             first_byte: ms(p.first_byte_timeout_ms, 300_000),
             idle: ms(p.idle_timeout_ms, 120_000),
+            ttft: ms(p.ttft_timeout_ms.or(p.first_byte_timeout_ms), 300_000),
         },
         mock,
     })

@@ -48,9 +48,31 @@ pub struct Faults {
 impl Faults {
     /// Reads the `x-mock-*` headers; unparsable values are ignored.
     pub fn from_headers(h: &HeaderMap) -> Faults {
-        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        Self::from_lookup(|name| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_owned())
+        })
+    }
+
+    /// Reads one step of a fault script: the header names without `x-mock-` as JSON keys
+    /// (`{"status": 503, "retry-after": 2, "ttft-ms": 3000}`).
+    pub fn from_json(v: &serde_json::Value) -> Faults {
+        Self::from_lookup(|name| {
+            let key = name.strip_prefix("x-mock-").unwrap_or(name);
+            match v.get(key)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Bool(b) => Some(if *b { "1" } else { "0" }.to_owned()),
+                other => Some(other.to_string()),
+            }
+        })
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Faults {
+        let get = |name: &str| lookup(name);
         let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
-        let flag = |name: &str| get(name).is_some_and(|v| matches!(v, "1" | "true" | "yes"));
+        let flag =
+            |name: &str| get(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
         Faults {
             status: num("x-mock-status").and_then(|s| u16::try_from(s).ok()),
             rate: get("x-mock-fault-rate").and_then(|v| v.parse().ok()),
@@ -61,7 +83,7 @@ impl Faults {
             ttft: num("x-mock-ttft-ms").map(Duration::from_millis),
             chunk_delay: num("x-mock-chunk-delay-ms").map(Duration::from_millis),
             chunks: num("x-mock-chunks").and_then(|n| u32::try_from(n).ok()),
-            retry_after: get("x-mock-retry-after").map(str::to_owned),
+            retry_after: get("x-mock-retry-after"),
             cached_tokens: num("x-mock-cached-tokens"),
         }
     }

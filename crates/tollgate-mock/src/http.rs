@@ -46,15 +46,52 @@ async fn handle(
     config: Arc<MockConfig>,
     stats: Arc<MockStats>,
 ) -> Result<Response<MockBody>, std::convert::Infallible> {
-    let faults = Faults::from_headers(req.headers());
     let (parts, body) = req.into_parts();
-    let route = Route::of(&parts.method, &parts.uri);
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(route.error(StatusCode::BAD_REQUEST, "could not read body")),
+        Err(_) => {
+            let route = Route::of(&parts.method, &parts.uri);
+            return Ok(route.error(StatusCode::BAD_REQUEST, "could not read body"));
+        }
     };
+    if let Some(resp) = control(&parts.method, parts.uri.path(), &body, &stats) {
+        return Ok(resp);
+    }
+    let faults = stats
+        .control
+        .next_faults()
+        .unwrap_or_else(|| Faults::from_headers(&parts.headers));
+    let route = Route::of(&parts.method, &parts.uri);
     stats.record(body.len());
-    Ok(respond(&route, &body, &config, &faults).await)
+    let resp = respond(&route, &body, &config, &faults).await;
+    stats.control.log(parts.uri.path(), resp.status().as_u16());
+    Ok(resp)
+}
+
+/// The `/mock/*` control routes (see `control.rs`); `None` for every other path.
+fn control(
+    method: &Method,
+    path: &str,
+    body: &[u8],
+    stats: &MockStats,
+) -> Option<Response<MockBody>> {
+    let c = &stats.control;
+    Some(match (method, path) {
+        (&Method::POST, "/mock/faults") => match c.set_script(body) {
+            Ok(n) => json(StatusCode::OK, &serde_json::json!({"steps": n})),
+            Err(e) => error(StatusCode::BAD_REQUEST, &e),
+        },
+        (&Method::DELETE, "/mock/faults") => {
+            c.clear_script();
+            json(StatusCode::OK, &serde_json::json!({"steps": 0}))
+        }
+        (&Method::GET, "/mock/requests") => json(StatusCode::OK, &c.requests_json()),
+        (&Method::DELETE, "/mock/requests") => {
+            c.clear_log();
+            json(StatusCode::OK, &serde_json::json!({"requests": []}))
+        }
+        _ => return None,
+    })
 }
 
 /// What a request asks for, from its method and URL.

@@ -23,6 +23,7 @@
 mod answer;
 mod anthropic;
 mod chat;
+mod control;
 mod embeddings;
 mod faults;
 mod gemini;
@@ -66,6 +67,7 @@ impl Default for MockConfig {
 pub struct MockStats {
     requests: AtomicU64,
     last_body_bytes: AtomicU64,
+    control: control::Control,
 }
 
 impl MockStats {

@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics` (Prometheus text), health checks, and `/admin/reload`.
+//! The admin listener: `/metrics` (Prometheus text), health checks, `/admin/reload`, and
+//! `/admin/targets` (each target's circuit, moving averages and last error).
 
 use crate::reload::Reloader;
 use async_trait::async_trait;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 pub struct AdminApp {
     /// Rebuilds the live state on `POST /admin/reload`.
     pub reloader: Arc<Reloader>,
+    /// Per-target health, for `GET /admin/targets`.
+    pub health: Arc<crate::health::HealthRegistry>,
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> (StatusCode, &'static str, Vec<u8>) {
@@ -32,6 +35,7 @@ impl ServeHttp for AdminApp {
                 json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
             (Method::GET, "/admin/reload") => json(StatusCode::OK, &self.reloader.status_json()),
+            (Method::GET, "/admin/targets") => json(StatusCode::OK, &self.health.report()),
             (Method::POST, "/admin/reload") => {
                 let r = self.reloader.clone();
                 match tokio::task::spawn_blocking(move || r.reload(true)).await {

@@ -47,6 +47,15 @@ pub async fn forward_json(
     provider: &Arc<Provider>,
 ) -> Result<Forwarded, AttemptError> {
     let status = opened.header.status.as_u16();
+    let body = read_body(opened, provider).await?;
+    deliver_json(session, ctx, status, body, provider).await
+}
+
+/// Reads a whole response body, under the idle timeout per chunk and a size cap.
+pub async fn read_body(
+    opened: &mut Opened,
+    provider: &Provider,
+) -> Result<bytes::Bytes, AttemptError> {
     let idle = provider.config.timeouts.idle;
     let mut body = BytesMut::new();
     while let Some(chunk) = next_chunk(&mut opened.session, idle).await? {
@@ -57,7 +66,17 @@ pub async fn forward_json(
         }
         body.extend_from_slice(&chunk);
     }
-    let mut body = body.freeze();
+    Ok(body.freeze())
+}
+
+/// Checks and translates a complete answer (2xx), or shapes a client error, then sends it.
+pub async fn deliver_json(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    mut body: bytes::Bytes,
+    provider: &Provider,
+) -> Result<Forwarded, AttemptError> {
     if status < 300 {
         let translated = provider
             .adapter
@@ -112,6 +131,7 @@ pub async fn forward_stream(
     opened: &mut Opened,
     provider: &Arc<Provider>,
     include_usage: bool,
+    first_chunk_by: tokio::time::Instant,
 ) -> Result<Forwarded, AttemptError> {
     let timeouts = provider.config.timeouts;
     let content_type = opened.header.headers.get(http::header::CONTENT_TYPE);
@@ -119,7 +139,12 @@ pub async fn forward_stream(
         let why = "a stream was asked for but the answer is not SSE";
         return Err(AttemptError::Malformed(why.to_owned()));
     }
-    let first = match next_chunk(&mut opened.session, timeouts.first_byte).await? {
+    let first_wait = first_chunk_by.saturating_duration_since(tokio::time::Instant::now());
+    let first = match next_chunk(&mut opened.session, first_wait).await {
+        Err(AttemptError::Timeout(_)) => return Err(AttemptError::Timeout("time to first token")),
+        other => other?,
+    };
+    let first = match first {
         Some(c) => c,
         None => {
             return Err(AttemptError::Broken(

@@ -1,19 +1,29 @@
-//! Per-target health, fed by every upstream attempt and read by routing scripts.
+//! Per-target health, fed by every upstream attempt and read by routing and scripts: moving
+//! averages, the circuit breaker and the retry budget.
 //!
-//! It lives outside [`crate::live::LiveState`], so a reload keeps what was learned.
+//! It lives outside [`crate::live::LiveState`], so a reload keeps what was learned; settings
+//! come from the live config at each call.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::time::Instant;
+use tollgate_config::{BreakerSettings, Resilience};
 use tollgate_policy::TargetHealth;
+use tollgate_state::{
+    Admission, Breaker, BreakerConfig, CircuitState, RetryBudget, RetryBudgetConfig, Transition,
+};
 
 /// Weight of the newest sample in each moving average.
 const ALPHA: f64 = 0.2;
 
-/// Moving averages of one target, updated lock-free.
-#[derive(Debug, Default)]
+/// One target's health: moving averages (lock-free), breaker and retry budget.
+#[derive(Debug)]
 struct Stats {
+    breaker: Breaker,
+    budget: RetryBudget,
+    last_error: Mutex<Option<String>>,
     latency_ms: AtomicU64,
     ttft_ms: AtomicU64,
     error_rate: AtomicU64,
@@ -22,6 +32,68 @@ struct Stats {
     attempts: AtomicU64,
     successes: AtomicU64,
     ttfts: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let now = Instant::now();
+        Stats {
+            breaker: Breaker::new(now),
+            budget: RetryBudget::new(now),
+            last_error: Mutex::new(None),
+            latency_ms: AtomicU64::default(),
+            ttft_ms: AtomicU64::default(),
+            error_rate: AtomicU64::default(),
+            in_flight: AtomicI64::default(),
+            attempts: AtomicU64::default(),
+            successes: AtomicU64::default(),
+            ttfts: AtomicU64::default(),
+        }
+    }
+}
+
+/// What an attempt says about its target's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It answered.
+    Healthy,
+    /// It failed in a way that is the target's fault.
+    Unhealthy,
+    /// It refused this request for the request's sake (context too long, a client error):
+    /// no mark against the target.
+    Neutral,
+}
+
+fn breaker_config(b: &BreakerSettings) -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: b.consecutive_failures,
+        error_rate: b.error_rate,
+        min_requests: b.min_requests,
+        window: b.window,
+        cooldown: b.cooldown,
+        max_cooldown: b.max_cooldown,
+    }
+}
+
+/// The retry budget's window.
+const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+
+fn budget_config(r: &Resilience) -> RetryBudgetConfig {
+    RetryBudgetConfig {
+        ratio: r.retry_budget_ratio,
+        min_retries: r.retry_budget_min,
+        window: BUDGET_WINDOW,
+    }
+}
+
+fn log_transition(id: &str, t: Transition) {
+    crate::metrics::record_circuit(id, t.to.as_str());
+    match t.to {
+        CircuitState::Open => tracing::warn!(target_id = %id, from = t.from.as_str(),
+            cooldown_ms = t.cooldown.map(|c| c.as_millis() as u64), "Circuit opened."),
+        _ => tracing::info!(target_id = %id, from = t.from.as_str(), to = t.to.as_str(),
+            "Circuit state changed."),
+    }
 }
 
 fn ewma(slot: &AtomicU64, count: &AtomicU64, sample: f64) {
@@ -70,9 +142,64 @@ impl HealthRegistry {
         InFlight(s)
     }
 
-    /// Records how an attempt to `id` ended.
-    pub fn record(&self, id: &str, ok: bool, latency: Duration, ttft: Option<Duration>) {
+    /// Asks `id`'s circuit breaker whether an attempt may go.
+    pub fn admit(&self, id: &str, r: &Resilience) -> Admission {
+        if !r.breaker.enabled {
+            return Admission::Allowed;
+        }
+        let (admission, transition) = self.stats(id).breaker.admit(Instant::now());
+        if let Some(t) = transition {
+            log_transition(id, t);
+        }
+        admission
+    }
+
+    /// How long until `id`'s open circuit lets a probe through (zero if it is not open).
+    pub fn circuit_state(&self, id: &str) -> CircuitState {
+        self.stats(id).breaker.state(Instant::now())
+    }
+
+    /// Counts a first attempt to `id` in its retry budget.
+    pub fn count_request(&self, id: &str, r: &Resilience) {
+        self.stats(id)
+            .budget
+            .request(Instant::now(), &budget_config(r));
+    }
+
+    /// Takes a retry of `id` from its budget, if any is left.
+    pub fn try_retry(&self, id: &str, r: &Resilience) -> bool {
+        self.stats(id)
+            .budget
+            .try_retry(Instant::now(), &budget_config(r))
+    }
+
+    /// Records how an attempt to `id` ended: averages, breaker and last error.
+    pub fn record(
+        &self,
+        id: &str,
+        verdict: Verdict,
+        error: Option<String>,
+        latency: Duration,
+        ttft: Option<Duration>,
+        r: &Resilience,
+    ) {
         let s = self.stats(id);
+        if verdict != Verdict::Neutral && r.breaker.enabled {
+            let ok = verdict == Verdict::Healthy;
+            if let Some(t) = s
+                .breaker
+                .record(Instant::now(), ok, &breaker_config(&r.breaker))
+            {
+                log_transition(id, t);
+            }
+        }
+        if let Some(e) = error {
+            *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+        if verdict == Verdict::Neutral {
+            return;
+        }
+        let ok = verdict == Verdict::Healthy;
         ewma(&s.error_rate, &s.attempts, if ok { 0.0 } else { 1.0 });
         if ok {
             ewma(&s.latency_ms, &s.successes, latency.as_secs_f64() * 1000.0);
@@ -96,8 +223,36 @@ impl HealthRegistry {
             ewma_ttft_ms: f(&s.ttft_ms),
             error_rate: f(&s.error_rate),
             in_flight: s.in_flight.load(Ordering::Relaxed),
-            circuit: "closed",
+            circuit: s.breaker.state(Instant::now()).as_str(),
         }
+    }
+
+    /// Every known target's health and last error, for the admin API.
+    pub fn report(&self) -> serde_json::Value {
+        let ids: Vec<String> = self
+            .targets
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut out = serde_json::Map::new();
+        for id in ids {
+            let h = self.snapshot(&id);
+            let last_error = self
+                .stats(&id)
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            out.insert(
+                id,
+                serde_json::json!({
+                    "circuit": h.circuit, "ewma_latency_ms": h.ewma_latency_ms,
+                    "ewma_ttft_ms": h.ewma_ttft_ms, "error_rate": h.error_rate,
+                    "in_flight": h.in_flight, "last_error": last_error,
+                }),
+            );
+        }
+        serde_json::Value::Object(out)
     }
 }
 
@@ -108,16 +263,36 @@ mod tests {
     #[test]
     fn averages_move_towards_samples() {
         let h = HealthRegistry::default();
+        let r = resilience();
+        let ok = |h: &HealthRegistry, ms| {
+            h.record(
+                "a/x",
+                Verdict::Healthy,
+                None,
+                Duration::from_millis(ms),
+                None,
+                &r,
+            );
+        };
         h.record(
             "a/x",
-            true,
+            Verdict::Healthy,
+            None,
             Duration::from_millis(100),
             Some(Duration::from_millis(10)),
+            &r,
         );
         assert_eq!(h.snapshot("a/x").ewma_latency_ms, 100.0);
-        h.record("a/x", true, Duration::from_millis(200), None);
+        ok(&h, 200);
         assert!((h.snapshot("a/x").ewma_latency_ms - 120.0).abs() < 1e-9);
-        h.record("a/x", false, Duration::ZERO, None);
+        h.record(
+            "a/x",
+            Verdict::Unhealthy,
+            Some("HTTP 503".into()),
+            Duration::ZERO,
+            None,
+            &r,
+        );
         assert!((h.snapshot("a/x").error_rate - 0.2).abs() < 1e-9);
         {
             let _g = h.start("a/x");
@@ -125,5 +300,28 @@ mod tests {
         }
         assert_eq!(h.snapshot("a/x").in_flight, 0);
         assert_eq!(h.snapshot("unknown/y").circuit, "closed");
+        assert_eq!(h.report()["a/x"]["last_error"], "HTTP 503");
+    }
+
+    fn resilience() -> Resilience {
+        let env = |_: &str| None;
+        tollgate_config::load_str("", std::path::Path::new("t.toml"), &env)
+            .expect("defaults")
+            .resilience
+    }
+
+    #[tokio::test]
+    async fn neutral_verdicts_never_open_a_circuit() {
+        let (h, r) = (HealthRegistry::default(), resilience());
+        for _ in 0..10 {
+            h.record("a/x", Verdict::Neutral, None, Duration::ZERO, None, &r);
+        }
+        assert_eq!(h.snapshot("a/x").circuit, "closed");
+        assert_eq!(h.snapshot("a/x").error_rate, 0.0);
+        for _ in 0..5 {
+            h.record("a/x", Verdict::Unhealthy, None, Duration::ZERO, None, &r);
+        }
+        assert_eq!(h.snapshot("a/x").circuit, "open");
+        assert_eq!(h.admit("a/x", &r), Admission::Rejected);
     }
 }

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod context;
+pub mod failover;
 pub mod forward;
 pub mod gateway;
 pub mod health;

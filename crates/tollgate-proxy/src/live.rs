@@ -4,12 +4,13 @@
 //! mixes two versions inside one request. Counters that must outlive a reload (health, rate
 //! limits, budgets, circuit state) do not live here.
 
+use crate::health::HealthRegistry;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tollgate_config::{Config, KeyHash, ModelConfig, ProviderConfig, Target, VirtualKey};
+use tollgate_config::{Config, KeyHash, ModelConfig, ProviderConfig, Strategy, Target, VirtualKey};
 use tollgate_policy::{Limits, PolicyEngine, Price, Script};
 use tollgate_providers::Adapter;
 
@@ -209,30 +210,46 @@ impl LiveState {
         })
     }
 
-    /// The order in which to try a model's static targets.
+    /// The order in which to try a model's static targets, by its strategy.
     ///
-    /// Without weights, the configured order. With weights, the first target is drawn by weight
-    /// and the rest follow in configured order, so failover stays predictable.
-    pub fn attempt_order(&self, model: &ModelConfig) -> Vec<Target> {
+    /// - `priority`: the configured order.
+    /// - `weighted`: the first target drawn by weight, the rest in configured order, so
+    ///   failover stays predictable.
+    /// - `least_latency`: power of two choices: of two targets drawn at random, the one with
+    ///   the lower moving-average latency goes first (an unmeasured one counts as fastest, so
+    ///   it gets measured), the rest in configured order.
+    pub fn attempt_order(&self, model: &ModelConfig, health: &HealthRegistry) -> Vec<Target> {
         let mut order: Vec<Target> = model.targets.clone();
-        if order.len() > 1 && order.iter().any(|t| t.weight.is_some()) {
-            let total: u64 = order.iter().map(|t| u64::from(t.weight.unwrap_or(1))).sum();
-            let mut pick = rand::random_range(0..total);
-            let first = order
-                .iter()
-                .position(|t| {
-                    let w = u64::from(t.weight.unwrap_or(1));
-                    if pick < w {
-                        true
-                    } else {
-                        pick -= w;
-                        false
-                    }
-                })
-                .unwrap_or(0);
-            let chosen = order.remove(first);
-            order.insert(0, chosen);
+        if order.len() < 2 {
+            return order;
         }
+        let first = match model.strategy {
+            Strategy::Priority => 0,
+            Strategy::Weighted => {
+                let total: u64 = order.iter().map(|t| u64::from(t.weight.unwrap_or(1))).sum();
+                let mut pick = rand::random_range(0..total);
+                order
+                    .iter()
+                    .position(|t| {
+                        let w = u64::from(t.weight.unwrap_or(1));
+                        if pick < w {
+                            true
+                        } else {
+                            pick -= w;
+                            false
+                        }
+                    })
+                    .unwrap_or(0)
+            }
+            Strategy::LeastLatency => {
+                let a = rand::random_range(0..order.len());
+                let b = (a + rand::random_range(1..order.len())) % order.len();
+                let latency = |i: usize| health.snapshot(&order[i].id()).ewma_latency_ms;
+                if latency(b) < latency(a) { b } else { a }
+            }
+        };
+        let chosen = order.remove(first);
+        order.insert(0, chosen);
         order
     }
 }

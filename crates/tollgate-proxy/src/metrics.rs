@@ -25,6 +25,10 @@ pub enum MetricName {
     UpstreamAttempts,
     /// Counter of routing-script failures by `script` (file name), `kind`.
     PolicyErrors,
+    /// Counter of circuit-breaker transitions by `target`, `state`.
+    CircuitTransitions,
+    /// Counter of same-target retries by `provider`.
+    Retries,
     /// Counter of successful live-state reloads.
     Reloads,
     /// Counter of rejected reloads (the old state kept serving).
@@ -41,6 +45,8 @@ impl MetricName {
             MetricName::Requests => "tollgate_requests_total",
             MetricName::UpstreamAttempts => "tollgate_upstream_attempts_total",
             MetricName::PolicyErrors => "tollgate_policy_errors_total",
+            MetricName::CircuitTransitions => "tollgate_circuit_transitions_total",
+            MetricName::Retries => "tollgate_upstream_retries_total",
             MetricName::Reloads => "tollgate_reloads_total",
             MetricName::ReloadFailures => "tollgate_reload_failures_total",
         }
@@ -146,6 +152,17 @@ pub fn record_request(r: &RequestRecord<'_>) {
 pub fn record_attempt(provider: &str, outcome: &'static str) {
     counter!(MetricName::UpstreamAttempts.as_str(), "provider" => provider.to_owned(), "outcome" => outcome)
         .increment(1);
+}
+
+/// Records a circuit-breaker transition of a target (`provider/model`, bounded by config).
+pub fn record_circuit(target: &str, state: &'static str) {
+    counter!(MetricName::CircuitTransitions.as_str(), "target" => target.to_owned(), "state" => state)
+        .increment(1);
+}
+
+/// Records a same-target retry.
+pub fn record_retry(provider: &str) {
+    counter!(MetricName::Retries.as_str(), "provider" => provider.to_owned()).increment(1);
 }
 
 /// Records a routing-script failure. The label is the script's file name: bounded by config.

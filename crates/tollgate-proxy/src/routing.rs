@@ -26,7 +26,7 @@ pub fn route_chat(
         .policy(&state.config)
         .and_then(|p| state.policies.script(p).map(|s| (p, s)))
     else {
-        return Ok(state.attempt_order(model));
+        return Ok(state.attempt_order(model, health));
     };
     let started = std::time::Instant::now();
     let mut run = || run_policy(ctx, &state, script, headers, req, model, health);
@@ -51,7 +51,7 @@ pub fn route_chat(
                 // `on_request` may have switched the alias before `route` failed: fall back to
                 // the alias the request now names, as logged.
                 OnPolicyError::Fallback => {
-                    Ok(state.attempt_order(state.model(&req.model).unwrap_or(model)))
+                    Ok(state.attempt_order(state.model(&req.model).unwrap_or(model), health))
                 }
                 OnPolicyError::Deny => Err(ApiError::new(
                     ErrorKind::Internal,
@@ -114,11 +114,11 @@ fn run_policy(
         }
     }
     if !script.has_route {
-        return Ok(state.attempt_order(model));
+        return Ok(state.attempt_order(model, health));
     }
     let context = context_view(state, model, health);
     let Some(decision) = engine.route(script, &view, &context).map_err(Failed)? else {
-        return Ok(state.attempt_order(model));
+        return Ok(state.attempt_order(model, health));
     };
     apply_decision(ctx, state, script, req, decision).map_err(Failed)
 }

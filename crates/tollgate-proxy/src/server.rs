@@ -88,9 +88,10 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
         &server.configuration,
     )));
+    let health = Arc::new(HealthRegistry::default());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(live, connector, Arc::new(HealthRegistry::default())),
+        Gateway::new(live, connector, health.clone()),
         "tollgate",
     );
     proxy.add_tcp(&server_cfg.listen);
@@ -99,6 +100,7 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     if let Some(admin_addr) = &server_cfg.admin_listen {
         let app = AdminApp {
             reloader: reloader.clone(),
+            health,
         };
         let mut admin = Service::new("tollgate-admin".to_owned(), HttpServer::new_app(app));
         admin.add_tcp(admin_addr);

@@ -28,6 +28,8 @@ pub enum AttemptError {
     Malformed(String),
     /// The response body broke off before it was complete.
     Broken(String),
+    /// The prompt does not fit this model's context window (the provider's message).
+    ContextLength(String),
 }
 
 impl AttemptError {
@@ -44,6 +46,7 @@ impl AttemptError {
             AttemptError::Status(_) => "http_error",
             AttemptError::Malformed(_) => "malformed",
             AttemptError::Broken(_) => "broken",
+            AttemptError::ContextLength(_) => "context_length",
         }
     }
 
@@ -60,6 +63,7 @@ impl AttemptError {
             }
             AttemptError::Malformed(m) => format!("malformed response ({m})"),
             AttemptError::Broken(m) => format!("response broke off ({m})"),
+            AttemptError::ContextLength(m) => format!("context too long ({m})"),
         }
     }
 }
@@ -82,11 +86,12 @@ pub async fn open(
     connector: &Connector,
     provider: &ProviderConfig,
     req: &UpstreamRequest,
+    header_wait: Duration,
 ) -> Result<Opened, AttemptError> {
     let peer = peer_for(provider).await?;
     let mut last = AttemptError::Connect("no attempt".to_owned());
     // One deadline for both tries: a retry on a fresh connection gets no extra time.
-    let deadline = tokio::time::Instant::now() + provider.timeouts.first_byte;
+    let deadline = tokio::time::Instant::now() + header_wait;
     for _ in 0..2 {
         let (mut session, reused) = match connector.get_http_session(&peer).await {
             Ok(s) => s,

@@ -37,7 +37,7 @@ async fn sse(resp: reqwest::Response) -> Vec<(Option<String>, String)> {
 async fn an_overloaded_anthropic_target_fails_over() {
     let (a, b) = (mock().await, mock().await);
     let gw = Gateway::start(&format!(
-        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"claude\", model = \"c\" }}, {{ provider = \"gem\", model = \"g\" }}]\n",
+        "{}\n{}\n[models.m]\nretries = 0\ntargets = [{{ provider = \"claude\", model = \"c\" }}, {{ provider = \"gem\", model = \"g\" }}]\n",
         native_provider("claude", "anthropic", &a.base_url(), "\"x-mock-status\" = \"529\""),
         native_provider("gem", "gemini", &b.base_url(), ""),
     ))

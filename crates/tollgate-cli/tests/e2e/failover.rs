@@ -147,7 +147,7 @@ async fn when_every_target_fails_the_client_gets_a_summary_without_secrets() {
 async fn when_every_target_is_rate_limited_the_client_gets_429_with_the_shortest_wait() {
     let (a, b) = (mock().await, mock().await);
     let config = format!(
-        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"m1\" }}, {{ provider = \"b\", model = \"m2\" }}]\n",
+        "{}\n{}\n[models.m]\nretries = 0\ntargets = [{{ provider = \"a\", model = \"m1\" }}, {{ provider = \"b\", model = \"m2\" }}]\n",
         mock_provider(
             "a",
             &a.base_url(),

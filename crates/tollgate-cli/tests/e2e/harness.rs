@@ -203,14 +203,15 @@ pub async fn mock() -> tollgate_mock::MockHandle {
         .expect("mock")
 }
 
-/// Model `m` with targets `a/m1` (with `x-mock-*` headers `a_headers`) then `b/m2`.
+/// Model `m` with targets `a/m1` (with `x-mock-*` headers `a_headers`) then `b/m2`, and no
+/// same-target retries, so each failure moves straight on.
 pub fn two_targets(
     a: &tollgate_mock::MockHandle,
     a_headers: &str,
     b: &tollgate_mock::MockHandle,
 ) -> String {
     format!(
-        "{}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"m1\" }}, {{ provider = \"b\", model = \"m2\" }}]\n",
+        "{}\n{}\n[models.m]\nretries = 0\ntargets = [{{ provider = \"a\", model = \"m1\" }}, {{ provider = \"b\", model = \"m2\" }}]\n",
         mock_provider("a", &a.base_url(), a_headers),
         mock_provider("b", &b.base_url(), "")
     )

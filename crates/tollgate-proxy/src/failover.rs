@@ -1,0 +1,327 @@
+//! Trying a request's targets: circuit breakers decide who may be tried, retryable failures
+//! are retried on the same target (backoff with full jitter, or the provider's `retry-after`)
+//! within its retry budget, and everything else moves on to the next target, all under the
+//! request's deadline and until the first byte reaches the client.
+
+use crate::context::RequestCtx;
+use crate::forward::{Forwarded, deliver_json, forward_json, forward_stream, read_body};
+use crate::health::{HealthRegistry, Verdict};
+use crate::live::Provider;
+use crate::llm::Payload;
+use crate::metrics::{record_attempt, record_retry};
+use crate::respond::send_error;
+use crate::upstream::{AttemptError, open, retry_after};
+use pingora::connectors::http::Connector;
+use pingora::proxy::Session;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tollgate_config::{Resilience, Target};
+use tollgate_providers::{Disposition, UpstreamErrorKind, classify_status};
+use tollgate_state::{Admission, Backoff, BackoffConfig};
+use tollgate_types::{ApiError, ErrorKind};
+
+/// What to try, how hard, and until when.
+pub struct Plan {
+    /// Targets in the order to try them.
+    pub targets: Vec<Target>,
+    /// Retries of the same target on a retryable failure.
+    pub retries: u32,
+    /// The request's total deadline.
+    pub deadline: Instant,
+}
+
+/// Deadlines of one attempt.
+struct Limits {
+    /// Until the response header.
+    header_by: Instant,
+    /// Until the first body chunk of a stream.
+    first_chunk_by: Instant,
+    /// Whether another target remains after this one.
+    has_next: bool,
+}
+
+/// Serves `payload` from the plan's targets, or sends the error that sums up their failures.
+pub async fn run(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    connector: &Connector,
+    health: &HealthRegistry,
+    payload: &Payload,
+    plan: Plan,
+) -> pingora::Result<()> {
+    let state = ctx.state.clone();
+    let r = &state.config.resilience;
+    let mut failures: Vec<(String, String, AttemptError)> = Vec::new();
+    let mut open_circuits = 0;
+    let n = plan.targets.len();
+    for (i, target) in plan.targets.iter().enumerate() {
+        let Some(provider) = state.provider(&target.provider) else {
+            continue; // validated at load; unreachable unless the config changes shape
+        };
+        let id = target.id();
+        if health.admit(&id, r) == Admission::Rejected {
+            open_circuits += 1;
+            tracing::debug!(request_id = %ctx.request_id, target_id = %id, "Circuit open; skipped.");
+            continue;
+        }
+        health.count_request(&id, r);
+        let mut retries_left = plan.retries;
+        let mut backoff = Backoff::new(BackoffConfig {
+            base: r.backoff_base,
+            max: r.backoff_max,
+        });
+        loop {
+            let limits = limits(provider, payload, plan.deadline, i + 1 < n);
+            let outcome = attempt_and_record(
+                session, ctx, connector, health, provider, target, payload, limits,
+            )
+            .await;
+            let e = match outcome {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let wait = retry_wait(&e, r, &mut backoff);
+            let time_left = plan.deadline.saturating_duration_since(Instant::now());
+            let retry =
+                retries_left > 0 && wait.is_some_and(|w| w < time_left) && health.try_retry(&id, r);
+            tracing::warn!(request_id = %ctx.request_id, provider = %provider.config.name,
+                model = %target.model, attempt = ctx.attempts, error = %e.summary(),
+                action = if retry { "retry" } else { "next target" },
+                "Upstream attempt failed.");
+            failures.push((provider.config.name.clone(), target.model.clone(), e));
+            match wait {
+                Some(w) if retry => {
+                    retries_left -= 1;
+                    record_retry(&provider.config.name);
+                    tokio::time::sleep(w).await;
+                }
+                _ => break,
+            }
+        }
+        if Instant::now() >= plan.deadline {
+            failures.push((
+                provider.config.name.clone(),
+                target.model.clone(),
+                AttemptError::Timeout("request deadline"),
+            ));
+            break;
+        }
+    }
+    let err = if failures.is_empty() && open_circuits > 0 {
+        ApiError::new(
+            ErrorKind::Unavailable,
+            "every target of this model is unavailable: their circuits are open",
+        )
+        .with_code("circuit_open")
+    } else {
+        all_failed(&failures)
+    };
+    send_error(session, ctx, &err).await
+}
+
+fn limits(provider: &Provider, payload: &Payload, deadline: Instant, has_next: bool) -> Limits {
+    let now = Instant::now();
+    let t = provider.config.timeouts;
+    let (header, first_chunk) = if payload.is_stream() {
+        (t.ttft, t.ttft)
+    } else {
+        (t.first_byte, t.first_byte)
+    };
+    Limits {
+        header_by: (now + header).min(deadline),
+        first_chunk_by: (now + first_chunk).min(deadline),
+        has_next,
+    }
+}
+
+/// How long to wait before retrying the same target, or `None` when a retry cannot help:
+/// a 429 waits out its `retry-after` (up to the cap; longer means go elsewhere), 5xx and 529
+/// back off with full jitter, and everything else moves on at once.
+fn retry_wait(e: &AttemptError, r: &Resilience, backoff: &mut Backoff) -> Option<Duration> {
+    match e {
+        AttemptError::RateLimited(Some(wait)) => (*wait <= r.max_retry_wait).then_some(*wait),
+        AttemptError::RateLimited(None) | AttemptError::Status(500 | 502 | 503 | 504 | 529) => {
+            Some(backoff.next_delay())
+        }
+        _ => None,
+    }
+}
+
+/// One attempt, with its bookkeeping: attempt count, in-flight gauge, health and metrics.
+/// `Ok` means the request is answered (or the client is gone); `Err` that nothing reached the
+/// client yet.
+#[expect(clippy::too_many_arguments)] // one call site; a struct would only rename these
+async fn attempt_and_record(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    connector: &Connector,
+    health: &HealthRegistry,
+    provider: &Arc<Provider>,
+    target: &Target,
+    payload: &Payload,
+    limits: Limits,
+) -> Result<(), AttemptError> {
+    let r = &ctx.state.config.resilience.clone();
+    ctx.attempts += 1;
+    let id = target.id();
+    let started = std::time::Instant::now();
+    let in_flight = health.start(&id);
+    let outcome = attempt(
+        session,
+        ctx,
+        connector,
+        provider,
+        &target.model,
+        payload,
+        limits,
+    )
+    .await;
+    drop(in_flight);
+    // Time to first token of this attempt, not of the request (which includes earlier ones).
+    let ttft = ctx
+        .ttft
+        .map(|t| t.saturating_sub(started.duration_since(ctx.started)));
+    let (verdict, label, error) = match &outcome {
+        // A client error forwarded as is says nothing about the target's health.
+        Ok(Forwarded::Done) if ctx.status >= 400 => (Verdict::Neutral, "client_error", None),
+        Ok(Forwarded::Done) => (Verdict::Healthy, "ok", None),
+        Ok(Forwarded::ClientGone) => (Verdict::Neutral, "client_gone", None),
+        Ok(Forwarded::Truncated) => (Verdict::Unhealthy, "broken", ctx.error.clone()),
+        Err(AttemptError::ContextLength(m)) => {
+            (Verdict::Neutral, "context_length", Some(m.clone()))
+        }
+        Err(e) => (Verdict::Unhealthy, e.outcome(), Some(e.summary())),
+    };
+    health.record(&id, verdict, error, started.elapsed(), ttft, r);
+    record_attempt(&provider.config.name, label);
+    match outcome {
+        Ok(Forwarded::ClientGone) => {
+            session.set_keepalive(None);
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            ctx.served_by = None;
+            Err(e)
+        }
+    }
+}
+
+/// One attempt. `Err` means nothing has reached the client and the next target may be tried.
+async fn attempt(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    connector: &Connector,
+    provider: &Arc<Provider>,
+    upstream_model: &str,
+    payload: &Payload,
+    limits: Limits,
+) -> Result<Forwarded, AttemptError> {
+    let req = payload
+        .build(provider, upstream_model)
+        .map_err(AttemptError::Malformed)?;
+    let header_wait = limits.header_by.saturating_duration_since(Instant::now());
+    let mut opened = open(connector, &provider.config, &req, header_wait).await?;
+    let status = opened.header.status.as_u16();
+    match classify_status(status) {
+        Disposition::Failover if status == 429 => {
+            return Err(AttemptError::RateLimited(retry_after(&opened.header)));
+        }
+        Disposition::Failover => return Err(AttemptError::Status(status)),
+        Disposition::ClientError if limits.has_next => {
+            // A prompt too long for this model may fit the next one: look before forwarding.
+            let body = read_body(&mut opened, provider).await?;
+            let e = provider.adapter.classify_error(status, &body);
+            if e.kind == UpstreamErrorKind::ContextLength {
+                return Err(AttemptError::ContextLength(e.message));
+            }
+            ctx.served_by = Some((provider.config.name.clone(), upstream_model.to_owned()));
+            return deliver_json(session, ctx, status, body, provider).await;
+        }
+        Disposition::Success | Disposition::ClientError => {}
+    }
+    ctx.served_by = Some((provider.config.name.clone(), upstream_model.to_owned()));
+    let stream = payload.is_stream() && status < 300;
+    let result = if stream {
+        let include_usage = matches!(payload, Payload::Chat(r) if r.wants_stream_usage());
+        forward_stream(
+            session,
+            ctx,
+            &mut opened,
+            provider,
+            include_usage,
+            limits.first_chunk_by,
+        )
+        .await
+    } else {
+        forward_json(session, ctx, &mut opened, provider).await
+    };
+    if matches!(result, Ok(Forwarded::Done)) && opened.session.response_done() {
+        connector
+            .release_http_session(opened.session, &opened.peer, None)
+            .await;
+    }
+    result
+}
+
+/// The error for a request whose every target failed, with each attempt summarised: 429 (with
+/// the shortest `retry-after`) if all were rate-limited, 503 if none could be reached, 504 if all
+/// timed out, 502 otherwise.
+fn all_failed(failures: &[(String, String, AttemptError)]) -> ApiError {
+    if failures.is_empty() {
+        return ApiError::new(
+            ErrorKind::Unavailable,
+            "no upstream target is available for this model",
+        );
+    }
+    let all = |f: fn(&AttemptError) -> bool| failures.iter().all(|(_, _, e)| f(e));
+    // Unreachable first: a connect timeout means "could not reach", not "too slow to answer".
+    let unreachable = |e: &AttemptError| {
+        matches!(
+            e,
+            AttemptError::Connect(_) | AttemptError::Resolve(_) | AttemptError::Timeout("connect")
+        )
+    };
+    // Every provider said "slow down": pass that on, with the shortest wait any of them asked
+    // for, rather than a 5xx the client would retry at once.
+    let waits: Vec<Option<std::time::Duration>> = failures
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            AttemptError::RateLimited(wait) => Some(*wait),
+            _ => None,
+        })
+        .collect();
+    let (kind, retry_after) = if waits.len() == failures.len() {
+        let shortest = waits
+            .iter()
+            .flatten()
+            .min()
+            .map(|d| d.as_secs_f64().ceil() as u64);
+        (ErrorKind::RateLimited, shortest)
+    } else if failures.iter().all(|(_, _, e)| unreachable(e)) {
+        (ErrorKind::Unavailable, None)
+    } else if all(|e| matches!(e, AttemptError::Timeout(_))) {
+        (ErrorKind::Timeout, None)
+    } else {
+        (ErrorKind::UpstreamFailed, None)
+    };
+    let summary: Vec<String> = failures
+        .iter()
+        .map(|(p, m, e)| format!("{p}/{m}: {}", e.summary()))
+        .collect();
+    ApiError::new(
+        kind,
+        format!(
+            "all {} upstream attempts failed: {}",
+            failures.len(),
+            summary.join("; ")
+        ),
+    )
+    .with_code(if kind == ErrorKind::RateLimited {
+        "rate_limited"
+    } else {
+        "upstream_failed"
+    })
+    .with_retry_after(retry_after)
+}

@@ -1,0 +1,19 @@
+//! Gateway state that outlives a request and a reload: the resilience machinery.
+//!
+//! - [`Breaker`]: a circuit breaker per target (provider + model). Closed → open after N
+//!   consecutive failures or an error rate over a window; half-open with one probe after a
+//!   cool-down that doubles on repeated opens, up to a cap.
+//! - [`RetryBudget`]: Envoy-style: retries are at most a fraction of recent requests per
+//!   target, so an outage does not multiply load or cost.
+//! - [`Backoff`]: exponential backoff with full jitter, for retries of the same target.
+//!
+//! Everything here is pure state and arithmetic on [`tokio::time::Instant`], so tests run on
+//! paused time without sleeping. Sharing breaker state across gateways (Redis) builds on these.
+
+mod backoff;
+mod breaker;
+mod budget;
+
+pub use backoff::{Backoff, BackoffConfig};
+pub use breaker::{Admission, Breaker, BreakerConfig, CircuitState, Transition};
+pub use budget::{RetryBudget, RetryBudgetConfig};
