@@ -43,6 +43,10 @@ pub struct Faults {
     ///   (prompt − N).
     /// - Gemini: `usageMetadata.cachedContentTokenCount = N`; `promptTokenCount` includes them.
     pub cached_tokens: Option<u64>,
+    /// `x-mock-max-context: 8192`: refuse prompts over this many tokens (estimated from the
+    /// body at 4 bytes a token) with a 400 saying the context length is exceeded, in the
+    /// route's format, as a model with a small context window would.
+    pub max_context: Option<u64>,
 }
 
 impl Faults {
@@ -85,6 +89,7 @@ impl Faults {
             chunks: num("x-mock-chunks").and_then(|n| u32::try_from(n).ok()),
             retry_after: get("x-mock-retry-after"),
             cached_tokens: num("x-mock-cached-tokens"),
+            max_context: num("x-mock-max-context"),
         }
     }
 

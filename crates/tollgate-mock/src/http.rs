@@ -160,6 +160,18 @@ pub(crate) async fn respond(
         }
         return resp;
     }
+    let prompt_tokens = body.len() as u64 / 4;
+    if let Some(max) = faults.max_context.filter(|max| prompt_tokens > *max) {
+        let mut resp = route.error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "This model's maximum context length is {max} tokens. However, your messages \
+                 resulted in {prompt_tokens} tokens. Please reduce the length of the messages."
+            ),
+        );
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+        return resp;
+    }
     match route {
         Route::Chat => chat::handle(body, config, faults),
         Route::Embeddings => embeddings::handle(body, faults),

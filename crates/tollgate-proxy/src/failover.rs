@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tollgate_config::{Resilience, Target};
 use tollgate_providers::{Disposition, UpstreamErrorKind, classify_status};
-use tollgate_state::{Admission, Backoff, BackoffConfig};
+use tollgate_state::{Admission, Backoff, BackoffConfig, CircuitState};
 use tollgate_types::{ApiError, ErrorKind};
 
 /// What to try, how hard, and until when.
@@ -83,8 +83,11 @@ pub async fn run(
             };
             let wait = retry_wait(&e, r, &mut backoff);
             let time_left = plan.deadline.saturating_duration_since(Instant::now());
-            let retry =
-                retries_left > 0 && wait.is_some_and(|w| w < time_left) && health.try_retry(&id, r);
+            // A failure may just have opened the circuit: then retrying would defeat it.
+            let retry = retries_left > 0
+                && wait.is_some_and(|w| w < time_left)
+                && health.circuit_state(&id) == CircuitState::Closed
+                && health.try_retry(&id, r);
             tracing::warn!(request_id = %ctx.request_id, provider = %provider.config.name,
                 model = %target.model, attempt = ctx.attempts, error = %e.summary(),
                 action = if retry { "retry" } else { "next target" },

@@ -154,7 +154,7 @@ impl HealthRegistry {
         admission
     }
 
-    /// How long until `id`'s open circuit lets a probe through (zero if it is not open).
+    /// The state of `id`'s circuit.
     pub fn circuit_state(&self, id: &str) -> CircuitState {
         self.stats(id).breaker.state(Instant::now())
     }

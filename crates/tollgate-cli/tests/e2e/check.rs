@@ -60,7 +60,7 @@ fn missing_environment_variables_are_named() {
 #[test]
 fn the_shipped_examples_are_valid() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
-    for name in ["quickstart.toml", "bench.toml"] {
+    for name in ["quickstart.toml", "bench.toml", "failover.toml"] {
         let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["check", "--config", &format!("{root}{name}")])
             .output()
