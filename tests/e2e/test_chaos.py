@@ -173,7 +173,7 @@ def test_context_too_long_moves_on_without_marking_the_primary(chaos):
 
 
 def test_stream_reset_midway_reaches_the_client_as_an_error(chaos):
-    chaos.primary.script({"reset-after": 3})
+    chaos.primary.script({"reset-after": 5})
     stream = chaos.client.chat.completions.create(model="resilient", messages=MESSAGES, stream=True)
     text = ""
     with pytest.raises(openai.APIError) as e:

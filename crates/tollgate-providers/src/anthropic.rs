@@ -1,6 +1,7 @@
 //! The Anthropic Messages API (`POST /v1/messages`), outbound: canonical requests become
 //! Messages requests; Messages answers and event streams become canonical ones.
 
+use crate::call_id::plain;
 use crate::completion::{Completion, ToolCall, append};
 use crate::events::{ChatEvent, FinishReason};
 use crate::request::{data_url, http_request, parse_arguments};
@@ -276,7 +277,7 @@ fn assistant_blocks(m: &Message) -> Vec<Block<'_>> {
     for call in calls.into_iter().flatten() {
         let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or_default();
         blocks.push(Block::Known(Known::ToolUse {
-            id: s("/id"),
+            id: plain(s("/id")),
             name: s("/function/name"),
             input: parse_arguments(s("/function/arguments")),
         }));
@@ -291,7 +292,7 @@ fn tool_result(m: &Message) -> Block<'_> {
         other => Content::Blocks(content_blocks(other)),
     };
     Block::Known(Known::ToolResult {
-        tool_use_id: id.unwrap_or_default(),
+        tool_use_id: plain(id.unwrap_or_default()),
         content,
     })
 }

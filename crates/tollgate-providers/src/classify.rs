@@ -7,8 +7,9 @@ pub enum Disposition {
     Success,
     /// Transient or provider-side: try the next target while nothing has reached the client.
     Failover,
-    /// The client's request is at fault (400, 413, 422): forward the provider's error as is; another
-    /// target would reject it too.
+    /// The client's request is probably at fault (400, 413, 422): forwarded to the client
+    /// unless its body says otherwise (context too long for this model, our credential or
+    /// quota), in which case the proxy tries the next target.
     ClientError,
 }
 
@@ -109,6 +110,7 @@ impl UpstreamError {
             "maximum context",
             "too many tokens",
             "input token count",
+            "exceed context limit",
         ]
         .iter()
         .any(|n| lower.contains(n));

@@ -2,6 +2,7 @@
 //! outbound: canonical requests become `contents`/`parts`; answers and streams come back
 //! canonical.
 
+use crate::call_id::{new_call_id, split_signature, with_signature};
 use crate::completion::{Completion, ToolCall, append};
 use crate::events::{ChatEvent, FinishReason};
 use crate::request::{data_url, http_request, parse_arguments};
@@ -119,8 +120,8 @@ fn contents(input: &[Message]) -> (Vec<Value>, Vec<Value>) {
                     }
                     let args = parse_arguments(s("/function/arguments").unwrap_or_default());
                     let mut part = json!({"functionCall": {"name": name, "args": args}});
-                    if let Some(sig) = s("/id").and_then(|id| id.split_once(SIGNATURE_MARK)) {
-                        part["thoughtSignature"] = Value::String(sig.1.to_owned());
+                    if let Some(sig) = s("/id").and_then(|id| split_signature(id).1) {
+                        part["thoughtSignature"] = Value::String(sig);
                     }
                     p.push(part);
                 }
@@ -129,7 +130,7 @@ fn contents(input: &[Message]) -> (Vec<Value>, Vec<Value>) {
             "tool" | "function" => {
                 let id = m.extra.get("tool_call_id").and_then(Value::as_str);
                 let name = id
-                    .and_then(|id| call_names.iter().find(|(i, _)| *i == id))
+                    .and_then(|id| call_names.iter().rfind(|(i, _)| *i == id))
                     .map(|(_, n)| *n)
                     .or_else(|| m.extra.get("name").and_then(Value::as_str))
                     .unwrap_or_default();
@@ -211,8 +212,10 @@ fn function_declaration(t: &Value) -> Option<Value> {
     if let Some(d) = f.get("description") {
         out.insert("description".into(), d.clone());
     }
+    // Full JSON Schema (`additionalProperties`, `$schema`, `const`, ...), which the OpenAPI
+    // subset in `parameters` rejects.
     if let Some(p) = f.get("parameters") {
-        out.insert("parameters".into(), p.clone());
+        out.insert("parametersJsonSchema".into(), p.clone());
     }
     Some(Value::Object(out))
 }
@@ -273,7 +276,7 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<Completion<'static>, Adapte
             };
             append(target, Cow::Owned(t.to_owned()));
         } else if p.get("functionCall").is_some() {
-            let (id, name, arguments) = function_call(p, out.tool_calls.len());
+            let (id, name, arguments) = function_call(p);
             out.tool_calls.push(ToolCall {
                 id: Cow::Owned(id),
                 name: Cow::Owned(name),
@@ -281,32 +284,37 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<Completion<'static>, Adapte
             });
         }
     }
-    out.finish = Some(finish_reason(candidate, !out.tool_calls.is_empty()));
+    out.finish = Some(if prompt_blocked(&v) {
+        FinishReason::ContentFilter
+    } else {
+        finish_reason(candidate, !out.tool_calls.is_empty())
+    });
     Ok(out)
 }
 
-/// Joins a call id and Gemini's `thoughtSignature` in the id OpenAI clients echo back.
-const SIGNATURE_MARK: &str = "~ts~";
-
-/// A function call part's id (Gemini's own when it sends one), name and JSON-string arguments.
-///
-/// Gemini 3 rejects a conversation whose earlier function calls lost their
-/// `thoughtSignature`, and OpenAI's format has no field for it, so it rides in the call id,
-/// which clients send back verbatim with the tool result.
-fn function_call(part: &Value, index: usize) -> (String, String, String) {
+/// A function call part's id (Gemini's own when it sends one, else a fresh one, so ids never
+/// repeat across turns), name and JSON-string arguments. A thought signature rides in the id
+/// (see `call_id.rs`).
+fn function_call(part: &Value) -> (String, String, String) {
     let fc = part.get("functionCall").unwrap_or(&Value::Null);
     let mut id = fc
         .get("id")
         .and_then(Value::as_str)
-        .map_or_else(|| format!("call_{index}"), str::to_owned);
+        .map_or_else(new_call_id, str::to_owned);
     if let Some(sig) = part.get("thoughtSignature").and_then(Value::as_str) {
-        id = format!("{id}{SIGNATURE_MARK}{sig}");
+        id = with_signature(&id, sig);
     }
     let name = fc.get("name").and_then(Value::as_str).unwrap_or_default();
     let args = fc
         .get("args")
         .map_or_else(|| "{}".to_owned(), Value::to_string);
     (id, name.to_owned(), args)
+}
+
+/// A prompt Gemini's safety filters refused answers with `promptFeedback.blockReason` and no
+/// candidates at all.
+fn prompt_blocked(v: &Value) -> bool {
+    v.pointer("/promptFeedback/blockReason").is_some()
 }
 
 fn finish_reason(candidate: Option<&Value>, called_tools: bool) -> FinishReason {
@@ -370,12 +378,14 @@ impl GeminiStreamDecoder {
             } else if p.get("functionCall").is_some() {
                 let index = self.tools;
                 self.tools += 1;
-                let (id, name, json) = function_call(p, index as usize);
+                let (id, name, json) = function_call(p);
                 out.push(ChatEvent::ToolCall { index, id, name });
                 out.push(ChatEvent::ToolArgs { index, json });
             }
         }
-        if candidate.and_then(|c| c.get("finishReason")).is_some() {
+        if prompt_blocked(&v) {
+            out.push(ChatEvent::Finish(FinishReason::ContentFilter));
+        } else if candidate.and_then(|c| c.get("finishReason")).is_some() {
             out.push(ChatEvent::Finish(finish_reason(candidate, self.tools > 0)));
         }
         if let Some(u) = v.get("usageMetadata") {

@@ -5,7 +5,7 @@ use crate::request::http_request;
 use crate::{AdapterError, ResponseInfo, UpstreamRequest};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tollgate_config::ProviderConfig;
+use tollgate_config::{ProviderConfig, ProviderKind};
 use tollgate_types::{ChatRequest, EmbeddingsRequest, Message, StreamOptions, Usage};
 
 /// URL flavour of the OpenAI dialect.
@@ -51,13 +51,21 @@ impl OpenAiDialect {
         req: &ChatRequest,
         model: &str,
     ) -> Result<UpstreamRequest, AdapterError> {
+        // Gemini thought signatures ride in tool-call ids; OpenAI caps ids at 40 characters.
+        let messages = crate::call_id::strip_signatures(&req.messages);
+        // OpenAI's reasoning models refuse the deprecated `max_tokens`; every OpenAI model takes
+        // `max_completion_tokens`, which clients of other APIs (`/v1/messages`) cannot name.
+        let (max_tokens, max_completion_tokens) = match (p.kind, req.max_completion_tokens) {
+            (ProviderKind::OpenAi, None) => (None, req.max_tokens),
+            _ => (req.max_tokens, req.max_completion_tokens),
+        };
         let body = serde_json::to_vec(&ChatBody {
             model,
-            messages: &req.messages,
+            messages: &messages,
             stream: req.stream,
             stream_options: req.stream_options.as_ref(),
-            max_tokens: req.max_tokens,
-            max_completion_tokens: req.max_completion_tokens,
+            max_tokens,
+            max_completion_tokens,
             user: req.user.as_deref(),
             extra: &req.extra,
         })
@@ -139,6 +147,11 @@ pub(crate) fn decode_error(body: &[u8]) -> Option<(String, String)> {
     // A known `code` (`context_length_exceeded`) says more than a generic `type`; Azure's
     // codes are HTTP statuses as strings, which say nothing the status does not.
     let code = s("code").filter(|c| crate::classify::kind_of_type(c).is_some());
-    let kind = code.or_else(|| s("type")).or_else(|| s("code"))?;
-    Some((kind, message.unwrap_or_default()))
+    let kind = code.or_else(|| s("type")).or_else(|| s("code"));
+    match (kind, message) {
+        (Some(kind), message) => Some((kind, message.unwrap_or_default())),
+        // `{"error": "bad schema"}` and the like: a message without a type.
+        (None, Some(message)) => Some(("invalid_request_error".to_owned(), message)),
+        (None, None) => None,
+    }
 }

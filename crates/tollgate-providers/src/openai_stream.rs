@@ -27,17 +27,14 @@ impl OpenAiStreamDecoder {
             out.push(error_event(err));
             return;
         }
-        if !self.started {
+        // Azure's first event is prompt annotations with an empty id and no model: start at
+        // the first event that names them.
+        let s = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+        if !self.started && (s("id").is_some() || s("model").is_some()) {
             self.started = true;
-            let s = |k: &str| {
-                v.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
             out.push(ChatEvent::Start {
-                id: s("id"),
-                model: s("model"),
+                id: s("id").unwrap_or_default().to_owned(),
+                model: s("model").unwrap_or_default().to_owned(),
             });
         }
         let choice = v.pointer("/choices/0");
@@ -47,13 +44,18 @@ impl OpenAiStreamDecoder {
             {
                 out.push(ChatEvent::Text(text.to_owned()));
             }
-            for call in delta
+            for (position, call) in delta
                 .get("tool_calls")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
+                .enumerate()
             {
-                let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
+                // Some servers leave out `index` when each delta carries whole calls.
+                let index = call
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(position as u64) as u32;
                 if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
                     let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
                     out.push(ChatEvent::ToolCall {

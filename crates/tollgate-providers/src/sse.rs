@@ -18,6 +18,9 @@ pub struct SseEvent {
 #[derive(Debug, Default)]
 pub struct SseSplitter {
     buf: BytesMut,
+    /// Where the next boundary search starts: the bytes before it hold no boundary, so a huge
+    /// event arriving in many chunks is scanned once, not once per chunk.
+    scanned: usize,
 }
 
 impl SseSplitter {
@@ -25,12 +28,16 @@ impl SseSplitter {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some((end, sep)) = find_boundary(&self.buf) {
+        while let Some((at, sep)) = find_boundary(&self.buf[self.scanned..]) {
+            let end = self.scanned + at;
             let raw = self.buf.split_to(end + sep);
+            self.scanned = 0;
             if let Some(ev) = parse_event(&raw[..end]) {
                 out.push(ev);
             }
         }
+        // A boundary (at most 4 bytes) may straddle the end of what has arrived.
+        self.scanned = self.buf.len().saturating_sub(3);
         out
     }
 
@@ -74,8 +81,8 @@ fn parse_event(raw: &[u8]) -> Option<SseEvent> {
     data.map(|data| SseEvent { event, data })
 }
 
-/// Largest partial event the observer buffers.
-const MAX_PENDING_EVENT_BYTES: usize = 8 * 1024 * 1024;
+/// Largest partial event the observer and decoders buffer.
+pub(crate) const MAX_PENDING_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// Something the proxy wants to know about a passing stream.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use crate::gemini::GeminiStreamDecoder;
 use crate::messages::AnthropicStreamEncoder;
 use crate::openai_stream::{OpenAiStreamDecoder, OpenAiStreamEncoder};
 use crate::request::unix_now;
-use crate::sse::{SseSplitter, StreamObserver, StreamSignal};
+use crate::sse::{MAX_PENDING_EVENT_BYTES, SseSplitter, StreamObserver, StreamSignal};
 use crate::{Adapter, AdapterError};
 use bytes::{Bytes, BytesMut};
 use tollgate_types::{ClientApi, Usage};
@@ -81,6 +81,7 @@ impl Adapter {
         StreamTranscoder {
             mode,
             saw_token: false,
+            errored: false,
         }
     }
 }
@@ -103,7 +104,16 @@ pub struct EventDecoder {
 impl EventDecoder {
     /// Decodes the events `chunk` completes.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<ChatEvent>) {
-        for ev in self.splitter.push(chunk) {
+        let events = self.splitter.push(chunk);
+        if self.splitter.pending() > MAX_PENDING_EVENT_BYTES {
+            // A stream without event boundaries would otherwise grow the buffer without end.
+            self.splitter = SseSplitter::default();
+            out.push(ChatEvent::Error {
+                kind: "api_error".to_owned(),
+                message: "SSE event larger than 8 MiB".to_owned(),
+            });
+        }
+        for ev in events {
             let before = out.len();
             match &mut self.dialect {
                 Decoder::OpenAi(d) => d.decode(&ev.data, out),
@@ -154,6 +164,8 @@ pub struct Transcoded {
 pub struct StreamTranscoder {
     mode: Mode,
     saw_token: bool,
+    /// The provider reported an error: the stream must not be given a clean ending.
+    errored: bool,
 }
 
 impl StreamTranscoder {
@@ -176,6 +188,7 @@ impl StreamTranscoder {
     pub fn finish(&mut self) -> Transcoded {
         match &mut self.mode {
             Mode::Passthrough(_) => Transcoded::default(),
+            Mode::Translate { .. } if self.errored => Transcoded::default(),
             Mode::Translate { decoder, .. } => {
                 let mut events = Vec::new();
                 decoder.finish(&mut events);
@@ -199,6 +212,7 @@ impl StreamTranscoder {
                 ChatEvent::Usage(u) => signals.push(StreamSignal::Usage(*u)),
                 ChatEvent::Done => signals.push(StreamSignal::Done),
                 ChatEvent::Error { kind, message } => {
+                    self.errored = true;
                     signals.push(StreamSignal::Error(format!("{kind}: {message}")));
                 }
                 _ => {}

@@ -487,14 +487,14 @@ fn gemini_request_has_the_documented_shape() {
         assert!(c["args"].is_object() && r["response"].is_object());
     }
     assert!(built["systemInstruction"]["parts"][0]["text"].is_string());
-    assert!(built["tools"][0]["functionDeclarations"][0]["parameters"].is_object());
+    assert!(built["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"].is_object());
     assert_eq!(built["generationConfig"]["maxOutputTokens"], 1024);
 }
 
 /// A streamed Gemini function call keeps its thought signature through an OpenAI client.
 #[test]
 fn gemini_thought_signatures_survive_the_tool_round_trip() {
-    let raw = br#"data: {"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{"a":1}},"thoughtSignature":"SIG=="}],"role":"model"},"finishReason":"STOP","index":0}]}
+    let raw = br#"data: {"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{"a":1}},"thoughtSignature":"c2lnbmF0dXJlKz8/"}],"role":"model"},"finishReason":"STOP","index":0}]}
 
 "#;
     let (bytes, _) = transcode(Adapter::Gemini, ClientApi::OpenAi, raw, raw.len());
@@ -511,7 +511,10 @@ fn gemini_thought_signatures_survive_the_tool_round_trip() {
         .chat_request(&provider("gemini"), &req, "g")
         .expect("build");
     let v: Value = serde_json::from_slice(&up.body).expect("json");
-    assert_eq!(v["contents"][1]["parts"][0]["thoughtSignature"], "SIG==");
+    assert_eq!(
+        v["contents"][1]["parts"][0]["thoughtSignature"],
+        "c2lnbmF0dXJlKz8/"
+    );
     assert_eq!(
         v["contents"][2]["parts"][0]["functionResponse"]["name"],
         "f"
@@ -520,6 +523,31 @@ fn gemini_thought_signatures_survive_the_tool_round_trip() {
         v["contents"][2]["parts"][0]["functionResponse"]["response"],
         json!({"ok": true})
     );
+    // The same conversation to Anthropic and OpenAI: plain, valid ids.
+    let up = Adapter::Anthropic
+        .chat_request(&provider("anthropic"), &req, "c")
+        .expect("build");
+    let w: Value = serde_json::from_slice(&up.body).expect("json");
+    let tool_id = w["messages"][1]["content"][0]["id"]
+        .as_str()
+        .expect("tool_use id");
+    assert!(
+        tool_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    );
+    assert!(!tool_id.contains("sig"), "{tool_id}");
+    assert_eq!(w["messages"][2]["content"][0]["tool_use_id"], tool_id);
+    let up = Adapter::for_kind(tollgate_config::ProviderKind::OpenAi)
+        .chat_request(&provider("openai"), &req, "gpt")
+        .expect("build");
+    let w: Value = serde_json::from_slice(&up.body).expect("json");
+    let openai_id = w["messages"][1]["tool_calls"][0]["id"]
+        .as_str()
+        .expect("id");
+    assert_eq!(openai_id, tool_id);
+    assert!(openai_id.len() <= 40);
+    assert_eq!(w["messages"][2]["tool_call_id"], openai_id);
 }
 
 /// A tiny deterministic PRNG, so failures reproduce.

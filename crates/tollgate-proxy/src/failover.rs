@@ -236,8 +236,16 @@ async fn attempt(
             // A prompt too long for this model may fit the next one: look before forwarding.
             let body = read_body(&mut opened, provider).await?;
             let e = provider.adapter.classify_error(status, &body);
-            if e.kind == UpstreamErrorKind::ContextLength {
-                return Err(AttemptError::ContextLength(e.message));
+            match e.kind {
+                UpstreamErrorKind::ContextLength => {
+                    return Err(AttemptError::ContextLength(e.message));
+                }
+                // A 400 that blames our credential or quota (Gemini's "API key not valid",
+                // Anthropic's "credit balance is too low"): another provider may serve.
+                UpstreamErrorKind::Authentication
+                | UpstreamErrorKind::PermissionDenied
+                | UpstreamErrorKind::RateLimited => return Err(AttemptError::Status(status)),
+                _ => {}
             }
             ctx.served_by = Some((provider.config.name.clone(), upstream_model.to_owned()));
             return deliver_json(session, ctx, status, body, provider).await;

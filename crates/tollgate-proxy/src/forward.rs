@@ -139,28 +139,44 @@ pub async fn forward_stream(
         let why = "a stream was asked for but the answer is not SSE";
         return Err(AttemptError::Malformed(why.to_owned()));
     }
-    let first_wait = first_chunk_by.saturating_duration_since(tokio::time::Instant::now());
-    let first = match next_chunk(&mut opened.session, first_wait).await {
-        Err(AttemptError::Timeout(_)) => return Err(AttemptError::Timeout("time to first token")),
-        other => other?,
-    };
-    let first = match first {
-        Some(c) => c,
-        None => {
-            return Err(AttemptError::Broken(
-                "stream ended before any data".to_owned(),
-            ));
-        }
-    };
-    // An error as the very first event can still fail over: nothing has reached the client.
-    let head = first.trim_ascii_start();
-    if head.starts_with(b"data: {\"error\"") || head.starts_with(b"event: error") {
-        let why = "the stream opened with an error event";
-        return Err(AttemptError::Malformed(why.to_owned()));
-    }
     let mut transcoder = provider
         .adapter
         .stream_transcoder(ctx.client_api, include_usage);
+    // Hold the client's header until the first token: an upstream that fails before it (an
+    // error event, a reset, silence past the TTFT deadline) can still fail over.
+    let mut held = BytesMut::new();
+    loop {
+        let wait = first_chunk_by.saturating_duration_since(tokio::time::Instant::now());
+        let (out, ended) = match next_chunk(&mut opened.session, wait).await {
+            Err(AttemptError::Timeout(_)) => {
+                return Err(AttemptError::Timeout("time to first token"));
+            }
+            Err(e) => return Err(e),
+            Ok(Some(chunk)) => (transcoder.push(&chunk), false),
+            Ok(None) => (transcoder.finish(), true),
+        };
+        let mut started = false;
+        for signal in &out.signals {
+            match signal {
+                StreamSignal::Error(e) => {
+                    let why = format!("the stream opened with an error event ({e})");
+                    return Err(AttemptError::Malformed(why));
+                }
+                StreamSignal::FirstToken | StreamSignal::Done => started = true,
+                StreamSignal::Usage(_) => {}
+            }
+        }
+        note_signals(ctx, out.signals);
+        held.extend_from_slice(&out.bytes);
+        if ended && !started {
+            return Err(AttemptError::Broken(
+                "stream ended before any token".to_owned(),
+            ));
+        }
+        if started || ended {
+            break;
+        }
+    }
     let header = stream_header(session, ctx)
         .map_err(|e| AttemptError::Malformed(e.etype().as_str().to_owned()))?;
     ctx.status = 200;
@@ -171,15 +187,21 @@ pub async fn forward_stream(
     {
         return Ok(Forwarded::ClientGone);
     }
-    let mut chunk = first;
+    let mut out = Transcoded {
+        bytes: held.freeze(),
+        signals: Vec::new(),
+    };
     let mut truncated = false;
     loop {
-        let out = transcoder.push(&chunk);
+        truncated |= out
+            .signals
+            .iter()
+            .any(|s| matches!(s, StreamSignal::Error(_)));
         if !write_transcoded(session, ctx, out).await {
             return Ok(Forwarded::ClientGone);
         }
-        chunk = match next_chunk(&mut opened.session, timeouts.idle).await {
-            Ok(Some(c)) => c,
+        out = match next_chunk(&mut opened.session, timeouts.idle).await {
+            Ok(Some(chunk)) => transcoder.push(&chunk),
             Ok(None) => {
                 if !write_transcoded(session, ctx, transcoder.finish()).await {
                     return Ok(Forwarded::ClientGone);
@@ -214,9 +236,9 @@ pub async fn forward_stream(
     })
 }
 
-/// Notes what a transcoded chunk signals and writes its bytes. `false`: the client is gone.
-async fn write_transcoded(session: &mut Session, ctx: &mut RequestCtx, out: Transcoded) -> bool {
-    for signal in out.signals {
+/// Notes what a stream signals: first token time, usage, provider errors.
+fn note_signals(ctx: &mut RequestCtx, signals: Vec<StreamSignal>) {
+    for signal in signals {
         match signal {
             StreamSignal::FirstToken => ctx.ttft = Some(ctx.started.elapsed()),
             StreamSignal::Usage(u) => ctx.usage = Some(u),
@@ -224,6 +246,11 @@ async fn write_transcoded(session: &mut Session, ctx: &mut RequestCtx, out: Tran
             StreamSignal::Done => {}
         }
     }
+}
+
+/// Notes what a transcoded chunk signals and writes its bytes. `false`: the client is gone.
+async fn write_transcoded(session: &mut Session, ctx: &mut RequestCtx, out: Transcoded) -> bool {
+    note_signals(ctx, out.signals);
     out.bytes.is_empty()
         || session
             .write_response_body(Some(out.bytes), false)

@@ -55,7 +55,7 @@ impl Usage {
             n("cache_creation_input_tokens"),
         );
         Usage {
-            input_tokens: n("input_tokens") + read + write,
+            input_tokens: n("input_tokens").saturating_add(read).saturating_add(write),
             output_tokens: n("output_tokens"),
             cached_input_tokens: read,
             cache_write_tokens: write,
@@ -70,8 +70,8 @@ impl Usage {
         let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
         let thoughts = n("thoughtsTokenCount");
         Usage {
-            input_tokens: n("promptTokenCount") + n("toolUsePromptTokenCount"),
-            output_tokens: n("candidatesTokenCount") + thoughts,
+            input_tokens: n("promptTokenCount").saturating_add(n("toolUsePromptTokenCount")),
+            output_tokens: n("candidatesTokenCount").saturating_add(thoughts),
             cached_input_tokens: n("cachedContentTokenCount"),
             cache_write_tokens: 0,
             reasoning_tokens: thoughts,
@@ -95,9 +95,10 @@ impl Usage {
 
     /// Anthropic's `usage` object for this usage: `input_tokens` without cache reads or writes.
     pub fn to_anthropic(&self) -> serde_json::Value {
-        let uncached = self
-            .input_tokens
-            .saturating_sub(self.cached_input_tokens + self.cache_write_tokens);
+        let uncached = self.input_tokens.saturating_sub(
+            self.cached_input_tokens
+                .saturating_add(self.cache_write_tokens),
+        );
         serde_json::json!({
             "input_tokens": uncached,
             "cache_creation_input_tokens": self.cache_write_tokens,
@@ -108,7 +109,7 @@ impl Usage {
 
     /// Total tokens.
     pub fn total(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
 }
 

@@ -116,7 +116,7 @@ async fn a_messages_stream_that_breaks_ends_with_an_anthropic_error_event() {
             "claude",
             "anthropic",
             &a.base_url(),
-            "\"x-mock-reset-after\" = \"4\", \"x-mock-chunk-delay-ms\" = \"10\""
+            "\"x-mock-reset-after\" = \"6\", \"x-mock-chunk-delay-ms\" = \"10\""
         ),
     ))
     .await;
