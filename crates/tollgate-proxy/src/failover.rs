@@ -5,7 +5,7 @@
 
 use crate::context::RequestCtx;
 use crate::forward::{Forwarded, deliver_json, forward_json, forward_stream, read_body};
-use crate::health::{HealthRegistry, Verdict};
+use crate::health::{HealthRegistry, TargetStats, Verdict};
 use crate::live::Provider;
 use crate::llm::Payload;
 use crate::metrics::{record_attempt, record_retry};
@@ -60,21 +60,19 @@ pub async fn run(
             continue; // validated at load; unreachable unless the config changes shape
         };
         let id = target.id();
-        if health.admit(&id, r) == Admission::Rejected {
+        let stats = health.target(&id);
+        if stats.admit(r) == Admission::Rejected {
             open_circuits += 1;
             tracing::debug!(request_id = %ctx.request_id, target_id = %id, "Circuit open; skipped.");
             continue;
         }
-        health.count_request(&id, r);
+        stats.count_request(r);
         let mut retries_left = plan.retries;
-        let mut backoff = Backoff::new(BackoffConfig {
-            base: r.backoff_base,
-            max: r.backoff_max,
-        });
+        let mut backoff = None;
         loop {
             let limits = limits(provider, payload, plan.deadline, i + 1 < n);
             let outcome = attempt_and_record(
-                session, ctx, connector, health, provider, target, payload, limits,
+                session, ctx, connector, &stats, provider, target, payload, limits,
             )
             .await;
             let e = match outcome {
@@ -86,8 +84,8 @@ pub async fn run(
             // A failure may just have opened the circuit: then retrying would defeat it.
             let retry = retries_left > 0
                 && wait.is_some_and(|w| w < time_left)
-                && health.circuit_state(&id) == CircuitState::Closed
-                && health.try_retry(&id, r);
+                && stats.circuit_state() == CircuitState::Closed
+                && stats.try_retry(r);
             tracing::warn!(request_id = %ctx.request_id, provider = %provider.config.name,
                 model = %target.model, attempt = ctx.attempts, error = %e.summary(),
                 action = if retry { "retry" } else { "next target" },
@@ -141,11 +139,18 @@ fn limits(provider: &Provider, payload: &Payload, deadline: Instant, has_next: b
 /// How long to wait before retrying the same target, or `None` when a retry cannot help:
 /// a 429 waits out its `retry-after` (up to the cap; longer means go elsewhere), 5xx and 529
 /// back off with full jitter, and everything else moves on at once.
-fn retry_wait(e: &AttemptError, r: &Resilience, backoff: &mut Backoff) -> Option<Duration> {
+fn retry_wait(e: &AttemptError, r: &Resilience, backoff: &mut Option<Backoff>) -> Option<Duration> {
     match e {
         AttemptError::RateLimited(Some(wait)) => (*wait <= r.max_retry_wait).then_some(*wait),
         AttemptError::RateLimited(None) | AttemptError::Status(500 | 502 | 503 | 504 | 529) => {
-            Some(backoff.next_delay())
+            // Built on the first failure only: a healthy request never pays for it.
+            let schedule = backoff.get_or_insert_with(|| {
+                Backoff::new(BackoffConfig {
+                    base: r.backoff_base,
+                    max: r.backoff_max,
+                })
+            });
+            Some(schedule.next_delay())
         }
         _ => None,
     }
@@ -159,17 +164,16 @@ async fn attempt_and_record(
     session: &mut Session,
     ctx: &mut RequestCtx,
     connector: &Connector,
-    health: &HealthRegistry,
+    stats: &TargetStats<'_>,
     provider: &Arc<Provider>,
     target: &Target,
     payload: &Payload,
     limits: Limits,
 ) -> Result<(), AttemptError> {
-    let r = &ctx.state.config.resilience.clone();
+    let r = ctx.state.config.resilience;
     ctx.attempts += 1;
-    let id = target.id();
     let started = std::time::Instant::now();
-    let in_flight = health.start(&id);
+    let in_flight = stats.start();
     let outcome = attempt(
         session,
         ctx,
@@ -196,7 +200,7 @@ async fn attempt_and_record(
         }
         Err(e) => (Verdict::Unhealthy, e.outcome(), Some(e.summary())),
     };
-    health.record(&id, verdict, error, started.elapsed(), ttft, r);
+    stats.record(verdict, error, started.elapsed(), ttft, &r);
     record_attempt(&provider.config.name, label);
     match outcome {
         Ok(Forwarded::ClientGone) => {

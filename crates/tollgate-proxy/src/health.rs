@@ -123,74 +123,69 @@ impl Drop for InFlight {
     }
 }
 
-impl HealthRegistry {
-    fn stats(&self, id: &str) -> Arc<Stats> {
-        if let Some(s) = self.targets.read().ok().and_then(|m| m.get(id).cloned()) {
-            return s;
-        }
-        let mut map = match self.targets.write() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.entry(id.to_owned()).or_default().clone()
+/// One target's health, for the attempts of one request.
+pub struct TargetStats<'a> {
+    id: &'a str,
+    stats: Arc<Stats>,
+}
+
+impl TargetStats<'_> {
+    /// Counts an attempt to the target as in flight until the guard drops.
+    pub fn start(&self) -> InFlight {
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.stats.clone())
     }
 
-    /// Counts an attempt to `id` as in flight until the guard drops.
-    pub fn start(&self, id: &str) -> InFlight {
-        let s = self.stats(id);
-        s.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(s)
-    }
-
-    /// Asks `id`'s circuit breaker whether an attempt may go.
-    pub fn admit(&self, id: &str, r: &Resilience) -> Admission {
+    /// Asks the target's circuit breaker whether an attempt may go.
+    pub fn admit(&self, r: &Resilience) -> Admission {
         if !r.breaker.enabled {
             return Admission::Allowed;
         }
-        let (admission, transition) = self.stats(id).breaker.admit(Instant::now());
+        let (admission, transition) = self.stats.clone().breaker.admit(Instant::now());
         if let Some(t) = transition {
-            log_transition(id, t);
+            log_transition(self.id, t);
         }
         admission
     }
 
-    /// The state of `id`'s circuit.
-    pub fn circuit_state(&self, id: &str) -> CircuitState {
-        self.stats(id).breaker.state(Instant::now())
+    /// The state of the target's circuit.
+    pub fn circuit_state(&self) -> CircuitState {
+        self.stats.clone().breaker.state(Instant::now())
     }
 
-    /// Counts a first attempt to `id` in its retry budget.
-    pub fn count_request(&self, id: &str, r: &Resilience) {
-        self.stats(id)
+    /// Counts a first attempt to the target in its retry budget.
+    pub fn count_request(&self, r: &Resilience) {
+        self.stats
+            .clone()
             .budget
             .request(Instant::now(), &budget_config(r));
     }
 
-    /// Takes a retry of `id` from its budget, if any is left.
-    pub fn try_retry(&self, id: &str, r: &Resilience) -> bool {
-        self.stats(id)
+    /// Takes a retry of the target from its budget, if any is left.
+    pub fn try_retry(&self, r: &Resilience) -> bool {
+        self.stats
+            .clone()
             .budget
             .try_retry(Instant::now(), &budget_config(r))
     }
 
-    /// Records how an attempt to `id` ended: averages, breaker and last error.
+    /// Records how an attempt to the target ended: averages, breaker and last error.
     pub fn record(
         &self,
-        id: &str,
         verdict: Verdict,
         error: Option<String>,
         latency: Duration,
         ttft: Option<Duration>,
         r: &Resilience,
     ) {
-        let s = self.stats(id);
+        let s = &self.stats;
         if verdict != Verdict::Neutral && r.breaker.enabled {
             let ok = verdict == Verdict::Healthy;
             if let Some(t) = s
                 .breaker
                 .record(Instant::now(), ok, &breaker_config(&r.breaker))
             {
-                log_transition(id, t);
+                log_transition(self.id, t);
             }
         }
         if let Some(e) = error {
@@ -206,6 +201,27 @@ impl HealthRegistry {
             if let Some(t) = ttft {
                 ewma(&s.ttft_ms, &s.ttfts, t.as_secs_f64() * 1000.0);
             }
+        }
+    }
+}
+
+impl HealthRegistry {
+    fn stats(&self, id: &str) -> Arc<Stats> {
+        if let Some(s) = self.targets.read().ok().and_then(|m| m.get(id).cloned()) {
+            return s;
+        }
+        let mut map = match self.targets.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// One target's health, looked up once for all of an attempt's bookkeeping.
+    pub fn target<'a>(&self, id: &'a str) -> TargetStats<'a> {
+        TargetStats {
+            id,
+            stats: self.stats(id),
         }
     }
 
@@ -265,17 +281,10 @@ mod tests {
         let h = HealthRegistry::default();
         let r = resilience();
         let ok = |h: &HealthRegistry, ms| {
-            h.record(
-                "a/x",
-                Verdict::Healthy,
-                None,
-                Duration::from_millis(ms),
-                None,
-                &r,
-            );
+            h.target("a/x")
+                .record(Verdict::Healthy, None, Duration::from_millis(ms), None, &r);
         };
-        h.record(
-            "a/x",
+        h.target("a/x").record(
             Verdict::Healthy,
             None,
             Duration::from_millis(100),
@@ -285,8 +294,7 @@ mod tests {
         assert_eq!(h.snapshot("a/x").ewma_latency_ms, 100.0);
         ok(&h, 200);
         assert!((h.snapshot("a/x").ewma_latency_ms - 120.0).abs() < 1e-9);
-        h.record(
-            "a/x",
+        h.target("a/x").record(
             Verdict::Unhealthy,
             Some("HTTP 503".into()),
             Duration::ZERO,
@@ -295,7 +303,7 @@ mod tests {
         );
         assert!((h.snapshot("a/x").error_rate - 0.2).abs() < 1e-9);
         {
-            let _g = h.start("a/x");
+            let _g = h.target("a/x").start();
             assert_eq!(h.snapshot("a/x").in_flight, 1);
         }
         assert_eq!(h.snapshot("a/x").in_flight, 0);
@@ -314,14 +322,16 @@ mod tests {
     async fn neutral_verdicts_never_open_a_circuit() {
         let (h, r) = (HealthRegistry::default(), resilience());
         for _ in 0..10 {
-            h.record("a/x", Verdict::Neutral, None, Duration::ZERO, None, &r);
+            h.target("a/x")
+                .record(Verdict::Neutral, None, Duration::ZERO, None, &r);
         }
         assert_eq!(h.snapshot("a/x").circuit, "closed");
         assert_eq!(h.snapshot("a/x").error_rate, 0.0);
         for _ in 0..5 {
-            h.record("a/x", Verdict::Unhealthy, None, Duration::ZERO, None, &r);
+            h.target("a/x")
+                .record(Verdict::Unhealthy, None, Duration::ZERO, None, &r);
         }
         assert_eq!(h.snapshot("a/x").circuit, "open");
-        assert_eq!(h.admit("a/x", &r), Admission::Rejected);
+        assert_eq!(h.target("a/x").admit(&r), Admission::Rejected);
     }
 }
