@@ -27,12 +27,11 @@ pub enum Forwarded {
 
 /// Headers naming who served the request.
 fn served_headers(ctx: &RequestCtx) -> Vec<(&'static str, String)> {
-    let mut h = Vec::with_capacity(3);
+    let mut h = Vec::with_capacity(2);
     if let Some((provider, model)) = &ctx.served_by {
         h.push(("x-tollgate-provider", provider.clone()));
         h.push(("x-tollgate-model", model.clone()));
     }
-    h.push(("x-tollgate-attempts", ctx.attempts.to_string()));
     h
 }
 

@@ -6,11 +6,14 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use tollgate_types::ApiError;
 
-/// A response header with the headers every response carries (`x-request-id`).
+/// A response header with the headers every response carries (`x-request-id`,
+/// `x-tollgate-config-version`, `x-tollgate-attempts`).
 pub fn base_header(status: u16, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
     let mut h = ResponseHeader::build(status, Some(8))?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     h.insert_header("x-tollgate-config-version", ctx.state.version.to_string())?;
+    // Upstream attempts made, on every response: 0 says the gateway answered by itself.
+    h.insert_header("x-tollgate-attempts", ctx.attempts.to_string())?;
     Ok(h)
 }
 
@@ -54,9 +57,6 @@ pub async fn send_error(
     }
     if let Some(secs) = err.retry_after_secs {
         headers.push(("retry-after", secs.to_string()));
-    }
-    if ctx.attempts > 0 {
-        headers.push(("x-tollgate-attempts", ctx.attempts.to_string()));
     }
     let body = err.body_for(ctx.client_api);
     send_json(session, ctx, err.status(), body, &headers).await

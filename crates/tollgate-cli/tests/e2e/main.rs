@@ -23,3 +23,5 @@ mod policies;
 mod reload;
 // Anthropic and Gemini upstreams, and the inbound Messages API.
 mod dialects;
+// Retries, deadlines and circuit breakers.
+mod resilience;
