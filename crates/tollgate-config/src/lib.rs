@@ -25,7 +25,8 @@ pub use presets::{AuthStyle, ProviderKind, WireFormat};
 pub use resilience::{BreakerSettings, Resilience, Strategy};
 pub use types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
-    ProviderConfig, ServerConfig, Target, Timeouts, UpstreamUrl, VirtualKey, hash_key,
+    ProviderConfig, ServerConfig, SharedSettings, Target, Timeouts, UpstreamUrl, VirtualKey,
+    hash_key,
 };
 
 use std::path::Path;

@@ -31,6 +31,20 @@ pub struct RawConfig {
     /// Retries, backoff, retry budget, circuit breakers and deadlines.
     #[serde(default)]
     pub resilience: RawResilience,
+    /// State shared between several gateways.
+    #[serde(default)]
+    pub shared: RawShared,
+}
+
+/// `[shared]`: what several gateway replicas share.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShared {
+    /// `redis://[user:password@]host:port[/db]`. When set, circuit-breaker transitions are
+    /// shared with every gateway using the same Redis and prefix. Read at start only.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys and channel. Default `tollgate`.
+    pub prefix: Option<String>,
 }
 
 /// `[resilience]`: defaults for every model.

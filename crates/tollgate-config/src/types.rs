@@ -29,6 +29,17 @@ pub struct Config {
     pub prices: BTreeMap<String, PriceConfig>,
     /// Retries, backoff, breakers and deadlines.
     pub resilience: Resilience,
+    /// State shared between gateways.
+    pub shared: SharedSettings,
+}
+
+/// `[shared]`, validated.
+#[derive(Debug, Clone)]
+pub struct SharedSettings {
+    /// Redis URL; may hold a password, so it is a secret.
+    pub redis_url: Option<SecretString>,
+    /// Key and channel prefix.
+    pub prefix: String,
 }
 
 /// What a routing-script failure does.

@@ -8,7 +8,7 @@ use crate::raw::{RawConfig, RawMock, RawProvider};
 use crate::resilience::{check_resilience, check_strategy};
 use crate::types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
-    ProviderConfig, ServerConfig, Target, Timeouts, UpstreamUrl, VirtualKey,
+    ProviderConfig, ServerConfig, SharedSettings, Target, Timeouts, UpstreamUrl, VirtualKey,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -216,6 +216,28 @@ fn check(
         policy: check_policy(&raw, file, &root.key("policy"), ck),
         prices: check_prices(&raw, &root.key("prices"), ck),
         resilience,
+        shared: check_shared(&raw, &root.key("shared"), ck),
+    }
+}
+
+fn check_shared(raw: &RawConfig, path: &ConfigPath, ck: &mut Checker<'_>) -> SharedSettings {
+    let url = raw.shared.redis_url.as_deref().filter(|u| !u.is_empty());
+    if let Some(u) = url
+        && !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://"))
+    {
+        // The value is not quoted: it may hold a password.
+        ck.error(
+            &path.key("redis_url"),
+            "must start with redis://, rediss:// or unix://",
+        );
+    }
+    SharedSettings {
+        redis_url: url.map(|u| SecretString::from(u.to_owned())),
+        prefix: raw
+            .shared
+            .prefix
+            .clone()
+            .unwrap_or_else(|| "tollgate".to_owned()),
     }
 }
 

@@ -6,11 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tollgate_config::{BreakerSettings, Resilience};
 use tollgate_policy::TargetHealth;
+use tollgate_state::shared::CircuitEvent;
 use tollgate_state::{
     Admission, Breaker, BreakerConfig, CircuitState, RetryBudget, RetryBudgetConfig, Transition,
 };
@@ -86,16 +88,6 @@ fn budget_config(r: &Resilience) -> RetryBudgetConfig {
     }
 }
 
-fn log_transition(id: &str, t: Transition) {
-    crate::metrics::record_circuit(id, t.to.as_str());
-    match t.to {
-        CircuitState::Open => tracing::warn!(target_id = %id, from = t.from.as_str(),
-            cooldown_ms = t.cooldown.map(|c| c.as_millis() as u64), "Circuit opened."),
-        _ => tracing::info!(target_id = %id, from = t.from.as_str(), to = t.to.as_str(),
-            "Circuit state changed."),
-    }
-}
-
 fn ewma(slot: &AtomicU64, count: &AtomicU64, sample: f64) {
     // A lost race drops one sample, which a moving average does not notice.
     let first = count.fetch_add(1, Ordering::Relaxed) == 0;
@@ -112,6 +104,8 @@ fn ewma(slot: &AtomicU64, count: &AtomicU64, sample: f64) {
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
     targets: RwLock<HashMap<String, Arc<Stats>>>,
+    /// Where local circuit transitions go to be shared with other gateways, if anywhere.
+    sharing: OnceLock<mpsc::Sender<CircuitEvent>>,
 }
 
 /// Marks one attempt in flight until dropped.
@@ -127,6 +121,7 @@ impl Drop for InFlight {
 pub struct TargetStats<'a> {
     id: &'a str,
     stats: Arc<Stats>,
+    registry: &'a HealthRegistry,
 }
 
 impl TargetStats<'_> {
@@ -143,7 +138,7 @@ impl TargetStats<'_> {
         }
         let (admission, transition) = self.stats.clone().breaker.admit(Instant::now());
         if let Some(t) = transition {
-            log_transition(self.id, t);
+            self.registry.transitioned(self.id, t, false);
         }
         admission
     }
@@ -185,7 +180,7 @@ impl TargetStats<'_> {
                 .breaker
                 .record(Instant::now(), ok, &breaker_config(&r.breaker))
             {
-                log_transition(self.id, t);
+                self.registry.transitioned(self.id, t, false);
             }
         }
         if let Some(e) = error {
@@ -218,10 +213,58 @@ impl HealthRegistry {
     }
 
     /// One target's health, looked up once for all of an attempt's bookkeeping.
-    pub fn target<'a>(&self, id: &'a str) -> TargetStats<'a> {
+    pub fn target<'a>(&'a self, id: &'a str) -> TargetStats<'a> {
         TargetStats {
             id,
             stats: self.stats(id),
+            registry: self,
+        }
+    }
+
+    /// Shares this gateway's circuit transitions through `tx` from now on.
+    pub fn share(&self, tx: mpsc::Sender<CircuitEvent>) {
+        let _ = self.sharing.set(tx);
+    }
+
+    /// Applies another gateway's circuit transition.
+    pub fn apply_shared(&self, ev: CircuitEvent) {
+        let stats = self.stats(&ev.target);
+        let now = Instant::now();
+        let t = if ev.open {
+            stats.breaker.force_open(now, ev.cooldown)
+        } else {
+            stats.breaker.force_close(now)
+        };
+        if let Some(t) = t {
+            self.transitioned(&ev.target, t, true);
+        }
+    }
+
+    /// Logs and counts a transition, and shares it if it happened here.
+    fn transitioned(&self, id: &str, t: Transition, remote: bool) {
+        crate::metrics::record_circuit(id, t.to.as_str());
+        let origin = if remote {
+            "another gateway"
+        } else {
+            "this gateway"
+        };
+        match t.to {
+            CircuitState::Open => tracing::warn!(target_id = %id, from = t.from.as_str(),
+                cooldown_ms = t.cooldown.map(|c| c.as_millis() as u64), origin,
+                "Circuit opened."),
+            _ => tracing::info!(target_id = %id, from = t.from.as_str(), to = t.to.as_str(),
+                origin, "Circuit state changed."),
+        }
+        if remote || t.to == CircuitState::HalfOpen {
+            return;
+        }
+        if let Some(tx) = self.sharing.get() {
+            // Never block a request on sharing: a full queue drops the news, not traffic.
+            let _ = tx.try_send(CircuitEvent {
+                target: id.to_owned(),
+                open: t.to == CircuitState::Open,
+                cooldown: t.cooldown.unwrap_or_default(),
+            });
         }
     }
 

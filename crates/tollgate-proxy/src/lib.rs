@@ -27,6 +27,7 @@ pub mod respond;
 pub mod routes;
 pub mod routing;
 pub mod server;
+pub mod sharing;
 pub mod upstream;
 
 pub use server::{ServeError, ServeOptions, run};

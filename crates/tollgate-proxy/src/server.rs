@@ -5,6 +5,7 @@ use crate::gateway::Gateway;
 use crate::health::HealthRegistry;
 use crate::live::LiveState;
 use crate::reload::{Pinned, ReloadService, Reloader};
+use crate::sharing::CircuitSharing;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -62,6 +63,8 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     if config.keys.is_empty() {
         tracing::warn!("No [[keys]] configured: the gateway accepts requests without a key.");
     }
+    let health = Arc::new(HealthRegistry::default());
+    let sharing = CircuitSharing::attach(&config.shared, &health);
     let live = Arc::new(ArcSwap::from_pointee(LiveState::build(config, 1)?));
     let reloader = Arc::new(Reloader::new(
         opts.config_path.clone(),
@@ -88,7 +91,6 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
         &server.configuration,
     )));
-    let health = Arc::new(HealthRegistry::default());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway::new(live, connector, health.clone()),
@@ -107,6 +109,9 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
         server.add_service(admin);
     }
     server.add_service(background_service("reload", ReloadService(reloader)));
+    if let Some(sharing) = sharing {
+        server.add_service(background_service("circuit sharing", sharing));
+    }
     for mock in mocks {
         let service = MockService {
             listener: Mutex::new(Some(mock.listener)),

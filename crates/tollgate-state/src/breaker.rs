@@ -152,6 +152,47 @@ impl Breaker {
         }
     }
 
+    /// Opens the circuit for `cooldown` because another gateway saw the target fail.
+    /// Returns the transition, if the state changed.
+    pub fn force_open(&self, now: Instant, cooldown: Duration) -> Option<Transition> {
+        let mut s = self.lock();
+        let from = s.state;
+        let until = now + cooldown;
+        if from == CircuitState::Open && s.open_until >= until {
+            return None;
+        }
+        s.state = CircuitState::Open;
+        s.open_until = until;
+        s.probe_in_flight = false;
+        s.consecutive_failures = 0;
+        (from != CircuitState::Open).then_some(Transition {
+            from,
+            to: CircuitState::Open,
+            cooldown: Some(cooldown),
+        })
+    }
+
+    /// Closes the circuit because another gateway's probe succeeded.
+    pub fn force_close(&self, now: Instant) -> Option<Transition> {
+        let mut s = self.lock();
+        let from = s.state;
+        if from == CircuitState::Closed {
+            return None;
+        }
+        s.state = CircuitState::Closed;
+        s.probe_in_flight = false;
+        s.reopens = 0;
+        s.consecutive_failures = 0;
+        s.window_start = now;
+        s.window_requests = 0;
+        s.window_failures = 0;
+        Some(Transition {
+            from,
+            to: CircuitState::Closed,
+            cooldown: None,
+        })
+    }
+
     /// Records how an attempt ended. Attempts that say nothing about the target's health
     /// (the client's own errors) should not be recorded at all.
     pub fn record(&self, now: Instant, ok: bool, config: &BreakerConfig) -> Option<Transition> {
@@ -286,6 +327,26 @@ mod tests {
             CircuitState::HalfOpen,
             "back to 1 s"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_gateways_verdict_applies_locally() {
+        let b = Breaker::new(Instant::now());
+        let t = b
+            .force_open(Instant::now(), Duration::from_secs(2))
+            .expect("opens");
+        assert_eq!((t.from, t.to), (CircuitState::Closed, CircuitState::Open));
+        assert_eq!(b.admit(Instant::now()).0, Admission::Rejected);
+        assert_eq!(
+            b.force_open(Instant::now(), Duration::from_secs(1)),
+            None,
+            "no shorter"
+        );
+        advance(Duration::from_secs(2)).await;
+        assert_eq!(b.state(Instant::now()), CircuitState::HalfOpen);
+        let t = b.force_close(Instant::now()).expect("closes");
+        assert_eq!(t.to, CircuitState::Closed);
+        assert_eq!(b.admit(Instant::now()).0, Admission::Allowed);
     }
 
     #[tokio::test(start_paused = true)]

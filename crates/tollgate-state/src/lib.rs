@@ -6,13 +6,15 @@
 //! - [`RetryBudget`]: Envoy-style: retries are at most a fraction of recent requests per
 //!   target, so an outage does not multiply load or cost.
 //! - [`Backoff`]: exponential backoff with full jitter, for retries of the same target.
+//! - [`shared`]: circuit transitions shared between gateways through Redis pub/sub.
 //!
-//! Everything here is pure state and arithmetic on [`tokio::time::Instant`], so tests run on
-//! paused time without sleeping. Sharing breaker state across gateways (Redis) builds on these.
+//! The state machines are pure state and arithmetic on [`tokio::time::Instant`], so tests run
+//! on paused time without sleeping.
 
 mod backoff;
 mod breaker;
 mod budget;
+pub mod shared;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use breaker::{Admission, Breaker, BreakerConfig, CircuitState, Transition};

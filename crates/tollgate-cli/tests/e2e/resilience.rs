@@ -134,3 +134,81 @@ async fn every_response_says_how_many_attempts_it_took() {
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["x-tollgate-attempts"], "0");
 }
+
+/// Two gateways sharing one Redis agree on an outage: the circuit one of them opens keeps the
+/// other's traffic away from the failing target too.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Redis: tests/run.sh runs it when TOLLGATE_TEST_REDIS_URL is set"]
+async fn gateways_sharing_redis_agree_on_an_open_circuit() {
+    let url = std::env::var("TOLLGATE_TEST_REDIS_URL").expect("TOLLGATE_TEST_REDIS_URL");
+    let (a, b) = (mock().await, mock().await);
+    let prefix = format!(
+        "tollgate-e2e-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let config = format!(
+        "[shared]\nredis_url = \"{url}\"\nprefix = \"{prefix}\"\n\
+         [resilience]\nretries = 0\n[resilience.breaker]\nconsecutive_failures = 2\ncooldown_ms = 60000\n\
+         {}\n{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"m1\" }}, {{ provider = \"b\", model = \"m2\" }}]\n",
+        mock_provider("a", &a.base_url(), "\"x-mock-status\" = \"503\""),
+        mock_provider("b", &b.base_url(), "")
+    );
+    let (gw1, gw2) = (Gateway::start(&config).await, Gateway::start(&config).await);
+    // Both subscribe in the background after start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..2 {
+        let resp = gw1
+            .post("/v1/chat/completions")
+            .json(&chat("m", "hi"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.headers()["x-tollgate-provider"], "b");
+    }
+    assert_eq!(a.stats.requests(), 2);
+    let circuit = |gw: &Gateway| {
+        let url = format!("{}/admin/targets", gw.admin_url);
+        async move {
+            let v: serde_json::Value = reqwest::get(url)
+                .await
+                .expect("admin")
+                .json()
+                .await
+                .expect("json");
+            v["a/m1"]["circuit"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_owned()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while circuit(&gw2).await != "open" {
+        assert!(
+            Instant::now() < deadline,
+            "the second gateway never heard of the open circuit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        let resp = gw2
+            .post("/v1/chat/completions")
+            .json(&chat("m", "hi"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.headers()["x-tollgate-provider"], "b");
+        assert_eq!(
+            resp.headers()["x-tollgate-attempts"],
+            "1",
+            "the failing target was skipped"
+        );
+    }
+    assert_eq!(
+        a.stats.requests(),
+        2,
+        "no request from the second gateway reached it"
+    );
+}
