@@ -4,8 +4,9 @@
 //!   the next 20 requests get 503, every one after that a 3 s time to first token. Step keys
 //!   are the `x-mock-*` header names without the prefix; a step without `times` lasts forever.
 //!   Scripted faults override the request's own headers. `DELETE /mock/faults` clears them.
-//! - `GET /mock/requests`: `{"requests": [{"at_ms", "path", "status"}]}`, the last 10 000
-//!   requests, with arrival time in milliseconds since the Unix epoch. `DELETE` clears it.
+//! - `GET /mock/requests`: `{"requests": [{"at_ms", "path", "status", "body"}]}`, the last
+//!   10 000 requests, with arrival time in milliseconds since the Unix epoch and the JSON body
+//!   (null when over 64 KiB or not JSON). `DELETE` clears it.
 
 use crate::faults::Faults;
 use std::collections::VecDeque;
@@ -13,6 +14,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const LOG_LIMIT: usize = 10_000;
+/// Larger bodies are logged as null.
+const LOGGED_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug)]
 struct Step {
@@ -24,7 +27,7 @@ struct Step {
 #[derive(Debug, Default)]
 pub(crate) struct Control {
     script: Mutex<VecDeque<Step>>,
-    log: Mutex<VecDeque<(f64, String, u16)>>,
+    log: Mutex<VecDeque<(f64, String, u16, serde_json::Value)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,7 +78,12 @@ impl Control {
     }
 
     /// Notes an arrival and the status it got.
-    pub(crate) fn log(&self, path: &str, status: u16) {
+    pub(crate) fn log(&self, path: &str, status: u16, body: &[u8]) {
+        let body = if body.len() <= LOGGED_BODY_LIMIT {
+            serde_json::from_slice(body).unwrap_or(serde_json::Value::Null)
+        } else {
+            serde_json::Value::Null
+        };
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
@@ -83,7 +91,7 @@ impl Control {
         if log.len() == LOG_LIMIT {
             log.pop_front();
         }
-        log.push_back((at, path.to_owned(), status));
+        log.push_back((at, path.to_owned(), status, body));
     }
 
     /// The log as JSON.
@@ -91,7 +99,9 @@ impl Control {
         let log = lock(&self.log);
         let items: Vec<serde_json::Value> = log
             .iter()
-            .map(|(at, path, status)| serde_json::json!({"at_ms": at, "path": path, "status": status}))
+            .map(|(at, path, status, body)| {
+                serde_json::json!({"at_ms": at, "path": path, "status": status, "body": body})
+            })
             .collect();
         serde_json::json!({ "requests": items })
     }

@@ -64,7 +64,9 @@ async fn handle(
     let route = Route::of(&parts.method, &parts.uri);
     stats.record(body.len());
     let resp = respond(&route, &body, &config, &faults).await;
-    stats.control.log(parts.uri.path(), resp.status().as_u16());
+    stats
+        .control
+        .log(parts.uri.path(), resp.status().as_u16(), &body);
     Ok(resp)
 }
 

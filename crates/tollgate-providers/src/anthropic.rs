@@ -161,6 +161,27 @@ pub(crate) fn chat_request(
     Ok(up)
 }
 
+/// A `/v1/messages` client's own body for an Anthropic provider, as it came but for `model`:
+/// nothing is lost to translation (thinking blocks and their signatures, `cache_control` on any
+/// block, `top_k`, server tools, ...). Only the top level is parsed; every value is copied as
+/// raw JSON.
+pub fn passthrough_request(
+    p: &ProviderConfig,
+    body: &[u8],
+    model: &str,
+    stream: bool,
+) -> Result<UpstreamRequest, AdapterError> {
+    let mut fields: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+        serde_json::from_slice(body).map_err(AdapterError::Decode)?;
+    let model_json = serde_json::value::to_raw_value(model).map_err(AdapterError::Encode)?;
+    fields.insert("model".to_owned(), &model_json);
+    let body = serde_json::to_vec(&fields).map_err(AdapterError::Encode)?;
+    let mut up = http_request(p, format!("{}/messages", p.base_url.path), body, stream);
+    up.headers
+        .push(("anthropic-version".into(), p.api_version.clone()));
+    Ok(up)
+}
+
 /// Hoists system messages and converts the rest, merging consecutive same-role messages so
 /// roles alternate as Anthropic requires (tool results ride in user messages).
 fn messages(input: &[Message]) -> (Option<Content<'_>>, Vec<Turn<'_>>) {

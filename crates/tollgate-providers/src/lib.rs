@@ -27,7 +27,7 @@ mod request;
 mod sse;
 mod transcode;
 
-pub use anthropic::default_max_tokens;
+pub use anthropic::{default_max_tokens, passthrough_request};
 pub use classify::{Disposition, UpstreamError, UpstreamErrorKind, classify_status};
 pub use error::AdapterError;
 pub use events::{ChatEvent, FinishReason};

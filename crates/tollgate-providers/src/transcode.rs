@@ -31,8 +31,13 @@ impl Adapter {
         body: Bytes,
     ) -> Result<Translated, AdapterError> {
         let completion = match self {
+            // Same dialect on both sides: the body goes through as it came.
             Adapter::OpenAi(_) if client == ClientApi::OpenAi => {
                 let usage = self.parse_response(&body)?.usage;
+                return Ok(Translated { body, usage });
+            }
+            Adapter::Anthropic if client == ClientApi::Anthropic => {
+                let usage = crate::anthropic::decode_response(&body)?.usage;
                 return Ok(Translated { body, usage });
             }
             Adapter::OpenAi(_) => Completion::from_openai(&body).map_err(AdapterError::Decode)?,
@@ -69,6 +74,7 @@ impl Adapter {
     pub fn stream_transcoder(self, client: ClientApi, include_usage: bool) -> StreamTranscoder {
         let mode = match (self, client) {
             (Adapter::OpenAi(_), ClientApi::OpenAi) => Mode::Passthrough(StreamObserver::default()),
+            (Adapter::Anthropic, ClientApi::Anthropic) => Mode::Observe(self.event_decoder()),
             (_, ClientApi::OpenAi) => Mode::Translate {
                 decoder: self.event_decoder(),
                 encoder: Encoder::OpenAi(OpenAiStreamEncoder::new(include_usage, unix_now())),
@@ -142,7 +148,10 @@ enum Encoder {
 
 #[derive(Debug)]
 enum Mode {
+    /// OpenAI to OpenAI: bytes untouched, a few events parsed.
     Passthrough(StreamObserver),
+    /// Anthropic to Anthropic: bytes untouched, events decoded for the signals only.
+    Observe(EventDecoder),
     Translate {
         decoder: EventDecoder,
         encoder: Encoder,
@@ -176,6 +185,14 @@ impl StreamTranscoder {
                 bytes: chunk.clone(),
                 signals: observer.observe(chunk),
             },
+            Mode::Observe(decoder) => {
+                let mut events = Vec::new();
+                decoder.push(chunk, &mut events);
+                Transcoded {
+                    bytes: chunk.clone(),
+                    signals: self.signals(&events),
+                }
+            }
             Mode::Translate { decoder, .. } => {
                 let mut events = Vec::new();
                 decoder.push(chunk, &mut events);
@@ -187,7 +204,7 @@ impl StreamTranscoder {
     /// Flushes at the end of the upstream body.
     pub fn finish(&mut self) -> Transcoded {
         match &mut self.mode {
-            Mode::Passthrough(_) => Transcoded::default(),
+            Mode::Passthrough(_) | Mode::Observe(_) => Transcoded::default(),
             Mode::Translate { .. } if self.errored => Transcoded::default(),
             Mode::Translate { decoder, .. } => {
                 let mut events = Vec::new();
@@ -197,11 +214,8 @@ impl StreamTranscoder {
         }
     }
 
-    fn emit(&mut self, events: &[ChatEvent]) -> Transcoded {
-        let Mode::Translate { encoder, .. } = &mut self.mode else {
-            return Transcoded::default();
-        };
-        let mut out = BytesMut::new();
+    /// What the proxy wants to know about these events.
+    fn signals(&mut self, events: &[ChatEvent]) -> Vec<StreamSignal> {
         let mut signals = Vec::new();
         for event in events {
             match event {
@@ -217,6 +231,17 @@ impl StreamTranscoder {
                 }
                 _ => {}
             }
+        }
+        signals
+    }
+
+    fn emit(&mut self, events: &[ChatEvent]) -> Transcoded {
+        let signals = self.signals(events);
+        let Mode::Translate { encoder, .. } = &mut self.mode else {
+            return Transcoded::default();
+        };
+        let mut out = BytesMut::new();
+        for event in events {
             match encoder {
                 Encoder::OpenAi(e) => e.encode(event, &mut out),
                 Encoder::Anthropic(e) => e.encode(event, &mut out),

@@ -177,12 +177,21 @@ impl Answer {
         let mut names = Vec::new();
         let mut open: Option<u64> = None;
         let mut inputs: Vec<(u64, String)> = Vec::new();
+        let mut usage = serde_json::Map::new();
+        let merge = |into: &mut serde_json::Map<String, Value>, from: &Value| {
+            for (k, v) in from.as_object().into_iter().flatten() {
+                if v.is_number() {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+        };
         for ev in SseSplitter::default().push(bytes) {
             let v: Value = serde_json::from_str(&ev.data).expect("event JSON");
             let name = ev.event.clone().expect("every event is named");
             assert_eq!(v["type"], name.as_str(), "event name matches its type");
             match name.as_str() {
                 "message_start" => {
+                    merge(&mut usage, &v["message"]["usage"]);
                     assert!(
                         v["message"]["id"]
                             .as_str()
@@ -228,7 +237,9 @@ impl Answer {
                         .as_str()
                         .expect("stop_reason")
                         .to_owned();
-                    a.usage = Some(Usage::from_anthropic(&v["usage"]));
+                    // As the SDK does: message_delta's counts update message_start's.
+                    merge(&mut usage, &v["usage"]);
+                    a.usage = Some(Usage::from_anthropic(&Value::Object(usage.clone())));
                 }
                 _ => {}
             }

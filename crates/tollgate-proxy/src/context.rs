@@ -47,6 +47,9 @@ pub struct RequestCtx {
     pub operation: Operation,
     /// The API the client called, which shapes answers and errors.
     pub client_api: ClientApi,
+    /// A `/v1/messages` body as the client sent it, for Anthropic targets to receive whole;
+    /// dropped when a routing script rewrites the request.
+    pub messages_body: Option<bytes::Bytes>,
     /// The configured alias that was asked for, once known to exist.
     pub model: Option<String>,
     /// The name of the caller's key.
@@ -78,6 +81,7 @@ impl RequestCtx {
             state,
             operation: Operation::Other,
             client_api: ClientApi::OpenAi,
+            messages_body: None,
             model: None,
             key_name: None,
             tenant: None,

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tollgate_config::{Resilience, Target};
-use tollgate_providers::{Disposition, UpstreamErrorKind, classify_status};
+use tollgate_providers::{Adapter, Disposition, UpstreamErrorKind, classify_status};
 use tollgate_state::{Admission, Backoff, BackoffConfig, CircuitState};
-use tollgate_types::{ApiError, ErrorKind};
+use tollgate_types::{ApiError, ClientApi, ErrorKind};
 
 /// What to try, how hard, and until when.
 pub struct Plan {
@@ -225,9 +225,20 @@ async fn attempt(
     payload: &Payload,
     limits: Limits,
 ) -> Result<Forwarded, AttemptError> {
-    let req = payload
-        .build(provider, upstream_model)
+    let mut req = payload
+        .build(provider, upstream_model, ctx.messages_body.as_ref())
         .map_err(AttemptError::Malformed)?;
+    if provider.adapter == Adapter::Anthropic && ctx.client_api == ClientApi::Anthropic {
+        // Beta features a Messages client opts into (prompt-caching variants, long context...).
+        if let Some(beta) = session
+            .req_header()
+            .headers
+            .get("anthropic-beta")
+            .and_then(|v| v.to_str().ok())
+        {
+            req.headers.push(("anthropic-beta".into(), beta.to_owned()));
+        }
+    }
     let header_wait = limits.header_by.saturating_duration_since(Instant::now());
     let mut opened = open(connector, &provider.config, &req, header_wait).await?;
     let status = opened.header.status.as_u16();

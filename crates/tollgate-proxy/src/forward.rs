@@ -106,10 +106,16 @@ fn client_error_body(
         serde_json::from_slice::<serde_json::Value>(&body)
             .is_ok_and(|v| v.get("error").is_some_and(serde_json::Value::is_object))
     };
-    if matches!(provider.adapter, Adapter::OpenAi(_))
-        && ctx.client_api == ClientApi::OpenAi
-        && openai_shaped()
-    {
+    // Same dialect on both sides, and a body in that dialect's error shape: as it came.
+    let native = match (provider.adapter, ctx.client_api) {
+        (Adapter::OpenAi(_), ClientApi::OpenAi) => openai_shaped(),
+        (Adapter::Anthropic, ClientApi::Anthropic) => {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("error"))
+        }
+        _ => false,
+    };
+    if native {
         return body;
     }
     let classified = provider.adapter.classify_error(status, &body);

@@ -129,6 +129,9 @@ impl Gateway {
                 return send_error(session, ctx, &e).await;
             }
         };
+        if ctx.client_api == ClientApi::Anthropic {
+            ctx.messages_body = Some(body.clone());
+        }
         match Payload::parse(operation, ctx.client_api, &body) {
             Ok(payload) => llm::serve(session, ctx, &self.connector, &self.health, payload).await,
             Err(e) => send_error(session, ctx, &e).await,

@@ -13,7 +13,7 @@ use crate::routing::route_chat;
 use pingora::connectors::http::Connector;
 use pingora::proxy::Session;
 use std::time::Duration;
-use tollgate_providers::{UpstreamRequest, parse_messages_request};
+use tollgate_providers::{Adapter, UpstreamRequest, parse_messages_request, passthrough_request};
 use tollgate_types::{ApiError, ChatRequest, ClientApi, EmbeddingsRequest, ErrorKind};
 
 /// A parsed LLM request.
@@ -79,17 +79,24 @@ impl Payload {
         matches!(self, Payload::Chat(r) if r.is_stream())
     }
 
-    /// Builds the upstream request for one attempt.
+    /// Builds the upstream request for one attempt. `messages_body` is a `/v1/messages`
+    /// client's own body: an Anthropic provider gets it whole rather than a translation.
     pub fn build(
         &self,
         provider: &Provider,
         upstream_model: &str,
+        messages_body: Option<&bytes::Bytes>,
     ) -> Result<UpstreamRequest, String> {
-        let built = match self {
-            Payload::Chat(r) => provider
-                .adapter
-                .chat_request(&provider.config, r, upstream_model),
-            Payload::Embeddings(r) => {
+        let built = match (self, messages_body) {
+            (Payload::Chat(r), Some(raw)) if provider.adapter == Adapter::Anthropic => {
+                passthrough_request(&provider.config, raw, upstream_model, r.is_stream())
+            }
+            (Payload::Chat(r), _) => {
+                provider
+                    .adapter
+                    .chat_request(&provider.config, r, upstream_model)
+            }
+            (Payload::Embeddings(r), _) => {
                 provider
                     .adapter
                     .embeddings_request(&provider.config, r, upstream_model)

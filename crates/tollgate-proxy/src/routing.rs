@@ -104,6 +104,10 @@ fn run_policy(
                     req.model = alias.clone();
                     ctx.model = Some(alias.clone());
                 }
+                if m.max_tokens.is_some() || m.temperature.is_some() || m.keep_last_turns.is_some()
+                {
+                    ctx.messages_body = None; // the client's own body no longer says it all
+                }
                 apply_overrides(req, m.max_tokens, m.temperature);
                 if let Some(n) = m.keep_last_turns {
                     keep_last_turns(&mut req.messages, n);
@@ -143,6 +147,9 @@ fn apply_decision(
                 targets.push(t);
             }
         }
+    }
+    if decision.overrides.max_tokens.is_some() || decision.overrides.temperature.is_some() {
+        ctx.messages_body = None; // the client's own body no longer says it all
     }
     apply_overrides(
         req,

@@ -245,3 +245,66 @@ async fn anthropic_usage_with_cache_reads_is_counted_once() {
     assert_eq!(m["usage"]["cache_read_input_tokens"], 8);
     assert_eq!(m["usage"]["input_tokens"].as_u64(), Some(prompt - 8));
 }
+
+/// What the mock logged for its last request.
+async fn last_request(m: &tollgate_mock::MockHandle) -> Value {
+    let log: Value = reqwest::get(format!("http://{}/mock/requests", m.addr))
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    log["requests"]
+        .as_array()
+        .and_then(|r| r.last().cloned())
+        .expect("a request")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_messages_client_reaches_an_anthropic_provider_untranslated() {
+    let a = mock().await;
+    let gw = Gateway::start(&format!(
+        "{}\n[models.m]\ntargets = [{{ provider = \"claude\", model = \"claude-upstream\" }}]\n",
+        native_provider("claude", "anthropic", &a.base_url(), ""),
+    ))
+    .await;
+    // Fields and blocks the OpenAI shape cannot carry.
+    let body = json!({
+        "model": "m", "max_tokens": 64, "top_k": 5,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Use the tool.", "signature": "c2ln"},
+                {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {"city": "Oslo"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                "content": "rain", "is_error": false, "cache_control": {"type": "ephemeral"}}]}
+        ]
+    });
+    let resp = gw
+        .post("/v1/messages")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.expect("json");
+    assert_eq!(answer["type"], "message");
+    assert!(
+        answer["usage"]["input_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    let sent = last_request(&a).await["body"].clone();
+    assert_eq!(
+        sent["model"], "claude-upstream",
+        "only the model is rewritten"
+    );
+    let mut expected = body.clone();
+    expected["model"] = json!("claude-upstream");
+    assert_eq!(
+        sent, expected,
+        "everything else arrives as the client sent it"
+    );
+}
