@@ -4,7 +4,7 @@
 use crate::call_id::plain;
 use crate::completion::{Completion, ToolCall, append};
 use crate::events::{ChatEvent, FinishReason};
-use crate::request::{data_url, http_request, parse_arguments};
+use crate::request::{data_url, http_request, parse_arguments, stop_sequences};
 use crate::{AdapterError, UpstreamRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -107,14 +107,8 @@ pub(crate) fn chat_request(
         rest.insert("stream".into(), true.into());
     }
     let x = &req.extra;
-    match x.get("stop") {
-        Some(Value::String(s)) => {
-            rest.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            rest.insert("stop_sequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
+    if let Some(stop) = stop_sequences(x) {
+        rest.insert("stop_sequences".into(), stop);
     }
     if let Some(t) = x.get("temperature").and_then(Value::as_f64) {
         // OpenAI's range is 0..=2, Anthropic's 0..=1.
@@ -467,7 +461,11 @@ impl AnthropicStreamDecoder {
                             });
                         }
                     }
-                    _ => {} // thinking, server tools: not representable in OpenAI chunks
+                    Some("thinking") => match s(block, "/thinking") {
+                        Some(t) if !t.is_empty() => out.push(ChatEvent::Reasoning(t)),
+                        _ => {}
+                    },
+                    _ => {} // server tools: not representable in OpenAI chunks
                 }
             }
             "content_block_delta" => {
@@ -488,6 +486,11 @@ impl AnthropicStreamDecoder {
                                 index: *index,
                                 json,
                             });
+                        }
+                    }
+                    Some("thinking_delta") => {
+                        if let Some(t) = s(delta, "/thinking").filter(|t| !t.is_empty()) {
+                            out.push(ChatEvent::Reasoning(t));
                         }
                     }
                     _ => {}

@@ -80,6 +80,8 @@ pub enum ChatEvent {
     },
     /// Generated text.
     Text(String),
+    /// Reasoning ("thinking") text, where the provider shows it.
+    Reasoning(String),
     /// A tool call began. `index` counts tool calls from 0 in the order they started.
     ToolCall {
         /// Tool call index.

@@ -5,7 +5,7 @@
 use crate::call_id::{new_call_id, split_signature, with_signature};
 use crate::completion::{Completion, ToolCall, append};
 use crate::events::{ChatEvent, FinishReason};
-use crate::request::{data_url, http_request, parse_arguments};
+use crate::request::{data_url, http_request, parse_arguments, stop_sequences};
 use crate::{AdapterError, UpstreamRequest};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
@@ -72,14 +72,8 @@ fn generation_config(req: &ChatRequest) -> Map<String, Value> {
             g.insert(to.into(), v.clone());
         }
     }
-    match x.get("stop") {
-        Some(Value::String(s)) => {
-            g.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            g.insert("stopSequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
+    if let Some(stop) = stop_sequences(x) {
+        g.insert("stopSequences".into(), stop);
     }
     let format = x.get("response_format");
     match format.and_then(|f| f.get("type")).and_then(Value::as_str) {
@@ -372,8 +366,10 @@ impl GeminiStreamDecoder {
         for p in parts.into_iter().flatten() {
             if let Some(t) = p.get("text").and_then(Value::as_str) {
                 let thought = p.get("thought").and_then(Value::as_bool) == Some(true);
-                if !t.is_empty() && !thought {
-                    out.push(ChatEvent::Text(t.to_owned()));
+                match (t.is_empty(), thought) {
+                    (true, _) => {}
+                    (false, true) => out.push(ChatEvent::Reasoning(t.to_owned())),
+                    (false, false) => out.push(ChatEvent::Text(t.to_owned())),
                 }
             } else if p.get("functionCall").is_some() {
                 let index = self.tools;

@@ -232,6 +232,8 @@ impl AnthropicStreamEncoder {
             }
             // Usage before any content is the prompt's: it goes into `message_start`.
             ChatEvent::Usage(u) => self.usage = *u,
+            // Thinking blocks need a signature this gateway cannot make: not re-emitted.
+            ChatEvent::Reasoning(_) => {}
             ChatEvent::Finish(r) => self.finish = Some(*r),
             ChatEvent::Text(t) => {
                 self.announce(out);

@@ -39,6 +39,15 @@ impl OpenAiStreamDecoder {
         }
         let choice = v.pointer("/choices/0");
         if let Some(delta) = choice.and_then(|c| c.get("delta")) {
+            // DeepSeek and vLLM call it `reasoning_content`, OpenRouter and Groq `reasoning`.
+            if let Some(text) = delta
+                .get("reasoning_content")
+                .or_else(|| delta.get("reasoning"))
+                .and_then(Value::as_str)
+                && !text.is_empty()
+            {
+                out.push(ChatEvent::Reasoning(text.to_owned()));
+            }
             if let Some(text) = delta.get("content").and_then(Value::as_str)
                 && !text.is_empty()
             {
@@ -147,6 +156,7 @@ impl OpenAiStreamEncoder {
                 self.chunk(json!({"role": "assistant", "content": ""}), None, out);
             }
             ChatEvent::Text(t) => self.chunk(json!({"content": t}), None, out),
+            ChatEvent::Reasoning(t) => self.chunk(json!({"reasoning_content": t}), None, out),
             ChatEvent::ToolCall { index, id, name } => self.chunk(
                 json!({"tool_calls": [{"index": index, "id": id, "type": "function",
                     "function": {"name": name, "arguments": ""}}]}),

@@ -60,6 +60,15 @@ pub(crate) fn parse_arguments(args: &str) -> Value {
     }
 }
 
+/// OpenAI's `stop` (a string or a list) as the list other dialects want, if it names any.
+pub(crate) fn stop_sequences(extra: &serde_json::Map<String, Value>) -> Option<Value> {
+    match extra.get("stop")? {
+        Value::String(s) => Some(json!([s])),
+        Value::Array(a) if !a.is_empty() => Some(Value::Array(a.clone())),
+        _ => None,
+    }
+}
+
 /// Seconds since the Unix epoch, for `created` fields.
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()

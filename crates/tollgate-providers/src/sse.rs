@@ -163,8 +163,12 @@ fn carries_token(data: &str) -> bool {
     if values(b"\"tool_calls\"").any(|v| v.starts_with(b"[")) {
         return true;
     }
-    // `"content":""` and `"content":null` are role or finish chunks, not tokens.
-    values(b"\"content\"").any(|v| v.starts_with(b"\"") && !v.starts_with(b"\"\""))
+    // `"content":""` and `"content":null` are role or finish chunks, not tokens. Reasoning
+    // text (DeepSeek's `reasoning_content`, OpenRouter's `reasoning`) is generation too.
+    let text = |v: &[u8]| v.starts_with(b"\"") && !v.starts_with(b"\"\"");
+    values(b"\"content\"").any(text)
+        || values(b"\"reasoning_content\"").any(text)
+        || values(b"\"reasoning\"").any(text)
 }
 
 #[cfg(test)]

@@ -219,7 +219,10 @@ impl StreamTranscoder {
         let mut signals = Vec::new();
         for event in events {
             match event {
-                ChatEvent::Text(_) | ChatEvent::ToolCall { .. } if !self.saw_token => {
+                // Reasoning is generation too: a thinking model's first token is its first thought.
+                ChatEvent::Text(_) | ChatEvent::Reasoning(_) | ChatEvent::ToolCall { .. }
+                    if !self.saw_token =>
+                {
                     self.saw_token = true;
                     signals.push(StreamSignal::FirstToken);
                 }

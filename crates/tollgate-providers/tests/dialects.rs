@@ -652,3 +652,30 @@ fn sse_decoding_is_independent_of_chunk_boundaries() {
         );
     }
 }
+
+/// A thinking model's first token is its first thought: the stream counts as started (no TTFT
+/// failover while it thinks), and OpenAI clients see the thinking as `reasoning_content`.
+#[test]
+fn thinking_counts_as_the_first_token_and_reaches_openai_clients() {
+    let raw = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"c\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me see.\"}}\n\n";
+    let mut t = Adapter::Anthropic.stream_transcoder(ClientApi::OpenAi, false);
+    let out = t.push(&Bytes::from_static(raw));
+    assert!(
+        out.signals.contains(&StreamSignal::FirstToken),
+        "{:?}",
+        out.signals
+    );
+    let text = String::from_utf8(out.bytes.to_vec()).expect("utf8");
+    assert!(
+        text.contains("\"reasoning_content\":\"Let me see.\""),
+        "{text}"
+    );
+    // The same from an OpenAI-compatible reasoning stream, passed through.
+    let mut obs = Adapter::for_kind(tollgate_config::ProviderKind::DeepSeek).stream_observer();
+    let chunk = Bytes::from_static(
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":null,\"reasoning_content\":\"Hmm\"}}]}\n\n",
+    );
+    assert_eq!(obs.observe(&chunk), vec![StreamSignal::FirstToken]);
+}

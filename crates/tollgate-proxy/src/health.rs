@@ -187,6 +187,8 @@ impl TargetStats<'_> {
             *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
         if verdict == Verdict::Neutral {
+            // If this attempt was a half-open circuit's probe, the next request probes instead.
+            s.breaker.abandon_probe();
             return;
         }
         let ok = verdict == Verdict::Healthy;

@@ -78,11 +78,16 @@ pub struct Transition {
     pub cooldown: Option<Duration>,
 }
 
+/// A probe that has not reported back by then (its request was abandoned) no longer blocks
+/// the next one.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 struct Inner {
     state: CircuitState,
     open_until: Instant,
     probe_in_flight: bool,
+    probe_started: Instant,
     consecutive_failures: u32,
     /// Opens since the circuit last closed after a successful probe.
     reopens: u32,
@@ -105,6 +110,7 @@ impl Breaker {
                 state: CircuitState::Closed,
                 open_until: now,
                 probe_in_flight: false,
+                probe_started: now,
                 consecutive_failures: 0,
                 reopens: 0,
                 window_start: now,
@@ -137,6 +143,7 @@ impl Breaker {
             CircuitState::Open => {
                 s.state = CircuitState::HalfOpen;
                 s.probe_in_flight = true;
+                s.probe_started = now;
                 let t = Transition {
                     from: CircuitState::Open,
                     to: CircuitState::HalfOpen,
@@ -144,12 +151,23 @@ impl Breaker {
                 };
                 (Admission::Probe, Some(t))
             }
-            CircuitState::HalfOpen if s.probe_in_flight => (Admission::Rejected, None),
+            CircuitState::HalfOpen
+                if s.probe_in_flight && now.duration_since(s.probe_started) < PROBE_TIMEOUT =>
+            {
+                (Admission::Rejected, None)
+            }
             CircuitState::HalfOpen => {
                 s.probe_in_flight = true;
+                s.probe_started = now;
                 (Admission::Probe, None)
             }
         }
+    }
+
+    /// Gives back a probe whose attempt said nothing about the target's health (the client
+    /// left, or the request itself was refused), so the next request probes instead.
+    pub fn abandon_probe(&self) {
+        self.lock().probe_in_flight = false;
     }
 
     /// Opens the circuit for `cooldown` because another gateway saw the target fail.
@@ -179,18 +197,7 @@ impl Breaker {
         if from == CircuitState::Closed {
             return None;
         }
-        s.state = CircuitState::Closed;
-        s.probe_in_flight = false;
-        s.reopens = 0;
-        s.consecutive_failures = 0;
-        s.window_start = now;
-        s.window_requests = 0;
-        s.window_failures = 0;
-        Some(Transition {
-            from,
-            to: CircuitState::Closed,
-            cooldown: None,
-        })
+        Some(close(&mut s, now))
     }
 
     /// Records how an attempt ended. Attempts that say nothing about the target's health
@@ -210,20 +217,7 @@ impl Breaker {
             s.window_failures += 1;
         }
         match s.state {
-            CircuitState::HalfOpen | CircuitState::Open if ok => {
-                let from = s.state;
-                s.state = CircuitState::Closed;
-                s.probe_in_flight = false;
-                s.reopens = 0;
-                s.window_start = now;
-                s.window_requests = 0;
-                s.window_failures = 0;
-                Some(Transition {
-                    from,
-                    to: CircuitState::Closed,
-                    cooldown: None,
-                })
-            }
+            CircuitState::HalfOpen | CircuitState::Open if ok => Some(close(&mut s, now)),
             CircuitState::HalfOpen => Some(open(&mut s, now, config, CircuitState::HalfOpen)),
             CircuitState::Closed if !ok && trips(&s, config) => {
                 Some(open(&mut s, now, config, CircuitState::Closed))
@@ -237,6 +231,23 @@ fn trips(s: &Inner, config: &BreakerConfig) -> bool {
     s.consecutive_failures >= config.consecutive_failures.max(1)
         || (s.window_requests >= config.min_requests.max(1)
             && f64::from(s.window_failures) >= config.error_rate * f64::from(s.window_requests))
+}
+
+/// Closes the circuit with a clean slate: no streak, a fresh window, cool-downs reset.
+fn close(s: &mut Inner, now: Instant) -> Transition {
+    let from = s.state;
+    s.state = CircuitState::Closed;
+    s.probe_in_flight = false;
+    s.reopens = 0;
+    s.consecutive_failures = 0;
+    s.window_start = now;
+    s.window_requests = 0;
+    s.window_failures = 0;
+    Transition {
+        from,
+        to: CircuitState::Closed,
+        cooldown: None,
+    }
 }
 
 fn open(s: &mut Inner, now: Instant, config: &BreakerConfig, from: CircuitState) -> Transition {
@@ -326,6 +337,25 @@ mod tests {
             b.state(Instant::now()),
             CircuitState::HalfOpen,
             "back to 1 s"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_or_lost_probe_does_not_block_the_next() {
+        let (b, c) = (Breaker::new(Instant::now()), config());
+        for _ in 0..3 {
+            b.record(Instant::now(), false, &c);
+        }
+        advance(Duration::from_secs(1)).await;
+        assert_eq!(b.admit(Instant::now()).0, Admission::Probe);
+        b.abandon_probe();
+        assert_eq!(b.admit(Instant::now()).0, Admission::Probe, "given back");
+        assert_eq!(b.admit(Instant::now()).0, Admission::Rejected);
+        advance(PROBE_TIMEOUT).await;
+        assert_eq!(
+            b.admit(Instant::now()).0,
+            Admission::Probe,
+            "never reported back"
         );
     }
 

@@ -42,12 +42,7 @@ async fn an_overloaded_anthropic_target_fails_over() {
         native_provider("gem", "gemini", &b.base_url(), ""),
     ))
     .await;
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&chat("m", "hi"))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.chat("m", "hi").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-tollgate-provider"], "gem");
     assert_eq!(resp.headers()["x-tollgate-attempts"], "2");
@@ -74,12 +69,7 @@ async fn a_provider_rejection_reaches_each_client_in_its_own_shape() {
         ),
     ))
     .await;
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&chat("m", "hi"))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.chat("m", "hi").await;
     assert_eq!(resp.status(), 400);
     assert_eq!(
         resp.headers()["x-tollgate-attempts"],
@@ -227,11 +217,8 @@ async fn anthropic_usage_with_cache_reads_is_counted_once() {
     ))
     .await;
     let v: Value = gw
-        .post("/v1/chat/completions")
-        .json(&chat("m", "a prompt long enough to cache"))
-        .send()
+        .chat("m", "a prompt long enough to cache")
         .await
-        .expect("send")
         .json()
         .await
         .expect("json");

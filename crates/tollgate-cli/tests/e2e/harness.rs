@@ -166,6 +166,15 @@ impl Gateway {
         panic!("gateway did not become ready at {}", self.url);
     }
 
+    /// Sends `chat(model, content)` to `/v1/chat/completions`.
+    pub async fn chat(&self, model: &str, content: &str) -> reqwest::Response {
+        self.post("/v1/chat/completions")
+            .json(&chat(model, content))
+            .send()
+            .await
+            .expect("send")
+    }
+
     /// A POST to `path` with the test key and a JSON body.
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         reqwest::Client::new()

@@ -25,12 +25,7 @@ async fn a_transient_503_is_retried_on_the_same_target() {
         mock_provider("b", &b.base_url(), "")
     ))
     .await;
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&chat("m", "hi"))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.chat("m", "hi").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["x-tollgate-provider"],
@@ -79,20 +74,10 @@ async fn open_circuits_are_skipped_and_answered_at_once() {
     ))
     .await;
     for _ in 0..2 {
-        let resp = gw
-            .post("/v1/chat/completions")
-            .json(&chat("m", "hi"))
-            .send()
-            .await
-            .expect("send");
+        let resp = gw.chat("m", "hi").await;
         assert_eq!(resp.status(), 502);
     }
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&chat("m", "hi"))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.chat("m", "hi").await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["x-tollgate-attempts"], "0");
     let body: serde_json::Value = resp.json().await.expect("json");
@@ -125,12 +110,7 @@ async fn open_circuits_are_skipped_and_answered_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_response_says_how_many_attempts_it_took() {
     let gw = Gateway::start("").await;
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&chat("nope", "hi"))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.chat("nope", "hi").await;
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["x-tollgate-attempts"], "0");
 }
@@ -160,12 +140,7 @@ async fn gateways_sharing_redis_agree_on_an_open_circuit() {
     // Both subscribe in the background after start.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..2 {
-        let resp = gw1
-            .post("/v1/chat/completions")
-            .json(&chat("m", "hi"))
-            .send()
-            .await
-            .expect("send");
+        let resp = gw1.chat("m", "hi").await;
         assert_eq!(resp.headers()["x-tollgate-provider"], "b");
     }
     assert_eq!(a.stats.requests(), 2);
@@ -193,12 +168,7 @@ async fn gateways_sharing_redis_agree_on_an_open_circuit() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for _ in 0..3 {
-        let resp = gw2
-            .post("/v1/chat/completions")
-            .json(&chat("m", "hi"))
-            .send()
-            .await
-            .expect("send");
+        let resp = gw2.chat("m", "hi").await;
         assert_eq!(resp.headers()["x-tollgate-provider"], "b");
         assert_eq!(
             resp.headers()["x-tollgate-attempts"],
