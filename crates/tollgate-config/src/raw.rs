@@ -36,8 +36,9 @@ pub struct RawConfig {
     pub shared: RawShared,
 }
 
-/// `[shared]`: what several gateway replicas share.
-#[derive(Debug, Default, Deserialize)]
+/// `[shared]`: what several gateway replicas share. Its `Debug` output leaves out the URL,
+/// which may hold a password.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawShared {
     /// `redis://[user:password@]host:port[/db]`. When set, circuit-breaker transitions are
@@ -45,6 +46,15 @@ pub struct RawShared {
     pub redis_url: Option<String>,
     /// Prefix of the Redis keys and channel. Default `tollgate`.
     pub prefix: Option<String>,
+}
+
+impl std::fmt::Debug for RawShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawShared")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// `[resilience]`: defaults for every model.

@@ -45,6 +45,8 @@ impl Control {
             .ok_or("expected {\"steps\": [...]}")?;
         let steps: VecDeque<Step> = steps
             .iter()
+            // A step for zero requests applies to none.
+            .filter(|s| s.get("times").and_then(serde_json::Value::as_u64) != Some(0))
             .map(|s| Step {
                 faults: Faults::from_json(s),
                 times: s

@@ -26,7 +26,14 @@ fn benches(c: &mut Criterion) {
             let target = health.target(black_box(id));
             let in_flight = target.start();
             drop(in_flight);
-            target.record(Verdict::Healthy, None, Duration::from_millis(120), None, &r);
+            target.record(
+                Verdict::Healthy,
+                false,
+                None,
+                Duration::from_millis(120),
+                None,
+                &r,
+            );
         })
     });
     c.bench_function("per_request_health/with_resilience", |b| {
@@ -36,7 +43,14 @@ fn benches(c: &mut Criterion) {
             target.count_request(&r);
             let in_flight = target.start();
             drop(in_flight);
-            target.record(Verdict::Healthy, None, Duration::from_millis(120), None, &r);
+            target.record(
+                Verdict::Healthy,
+                false,
+                None,
+                Duration::from_millis(120),
+                None,
+                &r,
+            );
             admission
         })
     });

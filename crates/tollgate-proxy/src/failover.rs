@@ -31,6 +31,19 @@ pub struct Plan {
     pub deadline: Instant,
 }
 
+/// A retry waits only if this much time would be left for the attempt itself.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(100);
+
+/// One attempt's target and its bookkeeping.
+struct Attempt<'a> {
+    stats: &'a TargetStats<'a>,
+    /// Whether this attempt is the half-open circuit's probe.
+    probe: bool,
+    provider: &'a Arc<Provider>,
+    target: &'a Target,
+    limits: Limits,
+}
+
 /// Deadlines of one attempt.
 struct Limits {
     /// Until the response header.
@@ -39,6 +52,9 @@ struct Limits {
     first_chunk_by: Instant,
     /// Whether another target remains after this one.
     has_next: bool,
+    /// Whether the request's deadline, not the provider's timeouts, set these limits: then a
+    /// timeout is the request's, and says nothing about the target.
+    capped: bool,
 }
 
 /// Serves `payload` from the plan's targets, or sends the error that sums up their failures.
@@ -61,30 +77,38 @@ pub async fn run(
         };
         let id = target.id();
         let stats = health.target(&id);
-        if stats.admit(r) == Admission::Rejected {
+        let admission = stats.admit(r);
+        if admission == Admission::Rejected {
             open_circuits += 1;
             tracing::debug!(request_id = %ctx.request_id, target_id = %id, "Circuit open; skipped.");
             continue;
         }
+        let probe = admission == Admission::Probe;
         stats.count_request(r);
         let mut retries_left = plan.retries;
         let mut backoff = None;
         loop {
             let limits = limits(provider, payload, plan.deadline, i + 1 < n);
-            let outcome = attempt_and_record(
-                session, ctx, connector, &stats, provider, target, payload, limits,
-            )
-            .await;
+            let attempt = Attempt {
+                stats: &stats,
+                probe,
+                provider,
+                target,
+                limits,
+            };
+            let outcome = attempt_and_record(session, ctx, connector, payload, attempt).await;
             let e = match outcome {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             let wait = retry_wait(&e, r, &mut backoff);
             let time_left = plan.deadline.saturating_duration_since(Instant::now());
-            // A failure may just have opened the circuit: then retrying would defeat it.
+            // A failure may just have opened the circuit: then retrying would defeat it. A
+            // probe is never retried: its one outcome decides the circuit.
             let retry = retries_left > 0
-                && wait.is_some_and(|w| w < time_left)
-                && stats.circuit_state() == CircuitState::Closed
+                && !probe
+                && wait.is_some_and(|w| w + MIN_ATTEMPT_TIME < time_left)
+                && stats.circuit_state(r) == CircuitState::Closed
                 && stats.try_retry(r);
             tracing::warn!(request_id = %ctx.request_id, provider = %provider.config.name,
                 model = %target.model, attempt = ctx.attempts, error = %e.summary(),
@@ -96,16 +120,15 @@ pub async fn run(
                     retries_left -= 1;
                     record_retry(&provider.config.name);
                     tokio::time::sleep(w).await;
+                    // The circuit may have opened while this request waited.
+                    if stats.circuit_state(r) != CircuitState::Closed {
+                        break;
+                    }
                 }
                 _ => break,
             }
         }
         if Instant::now() >= plan.deadline {
-            failures.push((
-                provider.config.name.clone(),
-                target.model.clone(),
-                AttemptError::Timeout("request deadline"),
-            ));
             break;
         }
     }
@@ -129,10 +152,12 @@ fn limits(provider: &Provider, payload: &Payload, deadline: Instant, has_next: b
     } else {
         (t.first_byte, t.first_byte)
     };
+    let by = |d: Duration| now.checked_add(d).map_or(deadline, |t| t.min(deadline));
     Limits {
-        header_by: (now + header).min(deadline),
-        first_chunk_by: (now + first_chunk).min(deadline),
+        header_by: by(header),
+        first_chunk_by: by(first_chunk),
         has_next,
+        capped: by(header) == deadline || by(first_chunk) == deadline,
     }
 }
 
@@ -159,17 +184,21 @@ fn retry_wait(e: &AttemptError, r: &Resilience, backoff: &mut Option<Backoff>) -
 /// One attempt, with its bookkeeping: attempt count, in-flight gauge, health and metrics.
 /// `Ok` means the request is answered (or the client is gone); `Err` that nothing reached the
 /// client yet.
-#[expect(clippy::too_many_arguments)] // one call site; a struct would only rename these
 async fn attempt_and_record(
     session: &mut Session,
     ctx: &mut RequestCtx,
     connector: &Connector,
-    stats: &TargetStats<'_>,
-    provider: &Arc<Provider>,
-    target: &Target,
     payload: &Payload,
-    limits: Limits,
+    a: Attempt<'_>,
 ) -> Result<(), AttemptError> {
+    let Attempt {
+        stats,
+        probe,
+        provider,
+        target,
+        limits,
+    } = a;
+    let capped = limits.capped;
     let r = ctx.state.config.resilience;
     ctx.attempts += 1;
     let started = std::time::Instant::now();
@@ -198,9 +227,14 @@ async fn attempt_and_record(
         Err(AttemptError::ContextLength(m)) => {
             (Verdict::Neutral, "context_length", Some(m.clone()))
         }
+        // The gateway could not build the request (no such operation in this dialect): nothing
+        // was sent, so the target is not to blame.
+        Err(e @ AttemptError::Unbuildable(_)) => (Verdict::Neutral, e.outcome(), None),
+        // The request's own deadline ran out, not the provider's timeout.
+        Err(e @ AttemptError::Timeout(_)) if capped => (Verdict::Neutral, e.outcome(), None),
         Err(e) => (Verdict::Unhealthy, e.outcome(), Some(e.summary())),
     };
-    stats.record(verdict, error, started.elapsed(), ttft, &r);
+    stats.record(verdict, probe, error, started.elapsed(), ttft, &r);
     record_attempt(&provider.config.name, label);
     match outcome {
         Ok(Forwarded::ClientGone) => {
@@ -227,7 +261,7 @@ async fn attempt(
 ) -> Result<Forwarded, AttemptError> {
     let mut req = payload
         .build(provider, upstream_model, ctx.messages_body.as_ref())
-        .map_err(AttemptError::Malformed)?;
+        .map_err(AttemptError::Unbuildable)?;
     if provider.adapter == Adapter::Anthropic && ctx.client_api == ClientApi::Anthropic {
         // Beta features a Messages client opts into (prompt-caching variants, long context...).
         if let Some(beta) = session

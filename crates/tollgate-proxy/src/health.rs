@@ -144,8 +144,11 @@ impl TargetStats<'_> {
     }
 
     /// The state of the target's circuit.
-    pub fn circuit_state(&self) -> CircuitState {
-        self.stats.clone().breaker.state(Instant::now())
+    pub fn circuit_state(&self, r: &Resilience) -> CircuitState {
+        if !r.breaker.enabled {
+            return CircuitState::Closed; // whatever it was before a reload turned breakers off
+        }
+        self.stats.breaker.state(Instant::now())
     }
 
     /// Counts a first attempt to the target in its retry budget.
@@ -165,9 +168,11 @@ impl TargetStats<'_> {
     }
 
     /// Records how an attempt to the target ended: averages, breaker and last error.
+    /// `probe`: the attempt was the half-open circuit's probe, which alone decides it.
     pub fn record(
         &self,
         verdict: Verdict,
+        probe: bool,
         error: Option<String>,
         latency: Duration,
         ttft: Option<Duration>,
@@ -175,11 +180,17 @@ impl TargetStats<'_> {
     ) {
         let s = &self.stats;
         if verdict != Verdict::Neutral && r.breaker.enabled {
-            let ok = verdict == Verdict::Healthy;
-            if let Some(t) = s
-                .breaker
-                .record(Instant::now(), ok, &breaker_config(&r.breaker))
-            {
+            let (ok, now, config) = (
+                verdict == Verdict::Healthy,
+                Instant::now(),
+                breaker_config(&r.breaker),
+            );
+            let t = if probe {
+                s.breaker.record_probe(now, ok, &config)
+            } else {
+                s.breaker.record(now, ok, &config)
+            };
+            if let Some(t) = t {
                 self.registry.transitioned(self.id, t, false);
             }
         }
@@ -187,8 +198,9 @@ impl TargetStats<'_> {
             *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
         if verdict == Verdict::Neutral {
-            // If this attempt was a half-open circuit's probe, the next request probes instead.
-            s.breaker.abandon_probe();
+            if probe {
+                s.breaker.abandon_probe(); // the next request probes instead
+            }
             return;
         }
         let ok = verdict == Verdict::Healthy;
@@ -326,11 +338,18 @@ mod tests {
         let h = HealthRegistry::default();
         let r = resilience();
         let ok = |h: &HealthRegistry, ms| {
-            h.target("a/x")
-                .record(Verdict::Healthy, None, Duration::from_millis(ms), None, &r);
+            h.target("a/x").record(
+                Verdict::Healthy,
+                false,
+                None,
+                Duration::from_millis(ms),
+                None,
+                &r,
+            );
         };
         h.target("a/x").record(
             Verdict::Healthy,
+            false,
             None,
             Duration::from_millis(100),
             Some(Duration::from_millis(10)),
@@ -341,6 +360,7 @@ mod tests {
         assert!((h.snapshot("a/x").ewma_latency_ms - 120.0).abs() < 1e-9);
         h.target("a/x").record(
             Verdict::Unhealthy,
+            false,
             Some("HTTP 503".into()),
             Duration::ZERO,
             None,
@@ -368,13 +388,13 @@ mod tests {
         let (h, r) = (HealthRegistry::default(), resilience());
         for _ in 0..10 {
             h.target("a/x")
-                .record(Verdict::Neutral, None, Duration::ZERO, None, &r);
+                .record(Verdict::Neutral, false, None, Duration::ZERO, None, &r);
         }
         assert_eq!(h.snapshot("a/x").circuit, "closed");
         assert_eq!(h.snapshot("a/x").error_rate, 0.0);
         for _ in 0..5 {
             h.target("a/x")
-                .record(Verdict::Unhealthy, None, Duration::ZERO, None, &r);
+                .record(Verdict::Unhealthy, false, None, Duration::ZERO, None, &r);
         }
         assert_eq!(h.snapshot("a/x").circuit, "open");
         assert_eq!(h.target("a/x").admit(&r), Admission::Rejected);

@@ -128,7 +128,10 @@ pub async fn serve(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
     let budget = asked.map_or(model.timeout, |a| a.min(model.timeout));
-    let deadline = tokio::time::Instant::from_std(ctx.started) + budget;
+    let started = tokio::time::Instant::from_std(ctx.started);
+    let deadline = started
+        .checked_add(budget)
+        .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
     let targets = match &mut payload {
         Payload::Chat(req) => match route_chat(ctx, session.req_header(), req, model, health) {
             Ok(t) => t,

@@ -30,6 +30,8 @@ pub enum AttemptError {
     Broken(String),
     /// The prompt does not fit this model's context window (the provider's message).
     ContextLength(String),
+    /// The gateway could not build a request for this provider (nothing was sent).
+    Unbuildable(String),
 }
 
 impl AttemptError {
@@ -47,6 +49,7 @@ impl AttemptError {
             AttemptError::Malformed(_) => "malformed",
             AttemptError::Broken(_) => "broken",
             AttemptError::ContextLength(_) => "context_length",
+            AttemptError::Unbuildable(_) => "unbuildable",
         }
     }
 
@@ -64,6 +67,7 @@ impl AttemptError {
             AttemptError::Malformed(m) => format!("malformed response ({m})"),
             AttemptError::Broken(m) => format!("response broke off ({m})"),
             AttemptError::ContextLength(m) => format!("context too long ({m})"),
+            AttemptError::Unbuildable(m) => format!("cannot be sent to this provider ({m})"),
         }
     }
 }
@@ -208,9 +212,10 @@ pub fn retry_after(header: &ResponseHeader) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
+    // `try_from`: a huge or negative value is no hint at all, not a panic.
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+        return Duration::try_from_secs_f64(ms / 1000.0).ok();
     }
     let secs = get("retry-after")?.parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }

@@ -175,7 +175,7 @@ impl Breaker {
     pub fn force_open(&self, now: Instant, cooldown: Duration) -> Option<Transition> {
         let mut s = self.lock();
         let from = s.state;
-        let until = now + cooldown;
+        let until = later(now, cooldown);
         if from == CircuitState::Open && s.open_until >= until {
             return None;
         }
@@ -200,10 +200,15 @@ impl Breaker {
         Some(close(&mut s, now))
     }
 
-    /// Records how an attempt ended. Attempts that say nothing about the target's health
-    /// (the client's own errors) should not be recorded at all.
+    /// Records how an attempt admitted while the circuit was closed ended. Attempts that say
+    /// nothing about the target's health (the client's own errors) should not be recorded.
+    /// Once the circuit is open or half-open, only the probe decides: a slow request that
+    /// started before the outage must neither close it early nor stretch its cool-down.
     pub fn record(&self, now: Instant, ok: bool, config: &BreakerConfig) -> Option<Transition> {
         let mut s = self.lock();
+        if s.state != CircuitState::Closed {
+            return None;
+        }
         if now.duration_since(s.window_start) >= config.window {
             s.window_start = now;
             s.window_requests = 0;
@@ -216,13 +221,26 @@ impl Breaker {
             s.consecutive_failures += 1;
             s.window_failures += 1;
         }
+        (!ok && trips(&s, config)).then(|| open(&mut s, now, config, CircuitState::Closed))
+    }
+
+    /// Records how the half-open circuit's probe ended: success closes the circuit, failure
+    /// re-opens it for a longer cool-down.
+    pub fn record_probe(
+        &self,
+        now: Instant,
+        ok: bool,
+        config: &BreakerConfig,
+    ) -> Option<Transition> {
+        let mut s = self.lock();
         match s.state {
-            CircuitState::HalfOpen | CircuitState::Open if ok => Some(close(&mut s, now)),
-            CircuitState::HalfOpen => Some(open(&mut s, now, config, CircuitState::HalfOpen)),
-            CircuitState::Closed if !ok && trips(&s, config) => {
-                Some(open(&mut s, now, config, CircuitState::Closed))
+            // Another gateway's verdict already decided while the probe ran.
+            CircuitState::Closed => {
+                drop(s);
+                self.record(now, ok, config)
             }
-            _ => None,
+            _ if ok => Some(close(&mut s, now)),
+            from => Some(open(&mut s, now, config, from)),
         }
     }
 }
@@ -231,6 +249,12 @@ fn trips(s: &Inner, config: &BreakerConfig) -> bool {
     s.consecutive_failures >= config.consecutive_failures.max(1)
         || (s.window_requests >= config.min_requests.max(1)
             && f64::from(s.window_failures) >= config.error_rate * f64::from(s.window_requests))
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Closes the circuit with a clean slate: no streak, a fresh window, cool-downs reset.
@@ -257,7 +281,7 @@ fn open(s: &mut Inner, now: Instant, config: &BreakerConfig, from: CircuitState)
         .saturating_mul(factor)
         .min(config.max_cooldown);
     s.state = CircuitState::Open;
-    s.open_until = now + cooldown;
+    s.open_until = later(now, cooldown);
     s.probe_in_flight = false;
     s.reopens += 1;
     s.consecutive_failures = 0;
@@ -305,7 +329,12 @@ mod tests {
             Admission::Rejected,
             "one probe at a time"
         );
-        let t = b.record(Instant::now(), true, &c).expect("closes");
+        assert_eq!(
+            b.record(Instant::now(), true, &c),
+            None,
+            "only the probe decides"
+        );
+        let t = b.record_probe(Instant::now(), true, &c).expect("closes");
         assert_eq!(t.to, CircuitState::Closed);
         assert_eq!(b.admit(Instant::now()).0, Admission::Allowed);
     }
@@ -320,14 +349,14 @@ mod tests {
         for _ in 0..4 {
             advance(Duration::from_secs(60)).await;
             assert_eq!(b.admit(Instant::now()).0, Admission::Probe);
-            let t = b.record(Instant::now(), false, &c).expect("re-opens");
+            let t = b.record_probe(Instant::now(), false, &c).expect("re-opens");
             cooldowns.push(t.cooldown.expect("cooldown").as_secs());
         }
         assert_eq!(cooldowns, [2, 4, 4, 4]);
         // Recovery resets the growth.
         advance(Duration::from_secs(60)).await;
         b.admit(Instant::now());
-        b.record(Instant::now(), true, &c);
+        b.record_probe(Instant::now(), true, &c);
         for _ in 0..3 {
             b.record(Instant::now(), false, &c);
         }

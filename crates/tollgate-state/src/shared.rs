@@ -34,8 +34,9 @@ pub enum SharedError {
     SubscriptionEnded(String),
 }
 
-/// Where and as whom to share.
-#[derive(Debug, Clone)]
+/// Where and as whom to share. Its `Debug` output leaves out the URL, which may hold a
+/// password.
+#[derive(Clone)]
 pub struct SharedConfig {
     /// `redis://host:port/db`.
     pub url: String,
@@ -43,6 +44,16 @@ pub struct SharedConfig {
     pub prefix: String,
     /// This gateway's id: its own messages come back over pub/sub and are ignored.
     pub instance: String,
+}
+
+impl std::fmt::Debug for SharedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConfig")
+            .field("url", &"[redacted]")
+            .field("prefix", &self.prefix)
+            .field("instance", &self.instance)
+            .finish()
+    }
 }
 
 impl SharedConfig {
@@ -54,6 +65,9 @@ impl SharedConfig {
         format!("{}:circuit:{target}", self.prefix)
     }
 }
+
+/// The longest cool-down accepted from another gateway (a day).
+const MAX_SHARED_MS: u64 = 24 * 3600 * 1000;
 
 fn encode(instance: &str, ev: &CircuitEvent) -> String {
     serde_json::json!({
@@ -70,7 +84,8 @@ fn decode(payload: &str) -> Option<(String, CircuitEvent)> {
         CircuitEvent {
             target: v.get("target")?.as_str()?.to_owned(),
             open: v.get("open")?.as_bool()?,
-            cooldown: Duration::from_millis(v.get("cooldown_ms")?.as_u64()?),
+            // Another process's number: bounded, so a bad message cannot overflow a deadline.
+            cooldown: Duration::from_millis(v.get("cooldown_ms")?.as_u64()?.min(MAX_SHARED_MS)),
         },
     ))
 }
@@ -108,15 +123,27 @@ async fn session(
     pubsub.subscribe(&channel).await?;
     // Circuits other gateways opened before this one started (or reconnected).
     let pattern = config.key("*");
-    let keys: Vec<String> = con.keys(&pattern).await?;
+    let keys: Vec<String> = {
+        // SCAN, not KEYS: a shared Redis is never blocked for a full key walk.
+        let mut iter = con.scan_match::<_, String>(&pattern).await?;
+        let mut keys = Vec::new();
+        while let Some(k) = iter.next_item().await {
+            keys.push(k?);
+        }
+        keys
+    };
     let key_prefix = config.key("");
     for key in keys {
+        let owner: Option<String> = con.get(&key).await?;
+        if owner.as_deref() == Some(config.instance.as_str()) {
+            continue; // this gateway's own news
+        }
         let ttl_ms: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut con).await?;
         if let (Some(target), Ok(ms)) = (key.strip_prefix(&key_prefix), u64::try_from(ttl_ms)) {
             apply(CircuitEvent {
                 target: target.to_owned(),
                 open: true,
-                cooldown: Duration::from_millis(ms),
+                cooldown: Duration::from_millis(ms.min(MAX_SHARED_MS)),
             });
         }
     }
