@@ -46,13 +46,12 @@ struct Attempt<'a> {
 
 /// Deadlines of one attempt.
 struct Limits {
-    /// Until the response header.
-    header_by: Instant,
-    /// Until the first body chunk of a stream.
-    first_chunk_by: Instant,
+    /// Until the response header, and for a stream its first token too: one deadline for
+    /// both, so a slow header leaves less time for the first token.
+    first_byte_by: Instant,
     /// Whether another target remains after this one.
     has_next: bool,
-    /// Whether the request's deadline, not the provider's timeouts, set these limits: then a
+    /// Whether the request's deadline, not the provider's timeout, set the limit: then a
     /// timeout is the request's, and says nothing about the target.
     capped: bool,
 }
@@ -145,19 +144,19 @@ pub async fn run(
 }
 
 fn limits(provider: &Provider, payload: &Payload, deadline: Instant, has_next: bool) -> Limits {
-    let now = Instant::now();
     let t = provider.config.timeouts;
-    let (header, first_chunk) = if payload.is_stream() {
-        (t.ttft, t.ttft)
+    let timeout = if payload.is_stream() {
+        t.ttft
     } else {
-        (t.first_byte, t.first_byte)
+        t.first_byte
     };
-    let by = |d: Duration| now.checked_add(d).map_or(deadline, |t| t.min(deadline));
+    let first_byte_by = Instant::now()
+        .checked_add(timeout)
+        .map_or(deadline, |by| by.min(deadline));
     Limits {
-        header_by: by(header),
-        first_chunk_by: by(first_chunk),
+        first_byte_by,
         has_next,
-        capped: by(header) == deadline || by(first_chunk) == deadline,
+        capped: first_byte_by == deadline,
     }
 }
 
@@ -273,7 +272,9 @@ async fn attempt(
             req.headers.push(("anthropic-beta".into(), beta.to_owned()));
         }
     }
-    let header_wait = limits.header_by.saturating_duration_since(Instant::now());
+    let header_wait = limits
+        .first_byte_by
+        .saturating_duration_since(Instant::now());
     let mut opened = open(connector, &provider.config, &req, header_wait).await?;
     let status = opened.header.status.as_u16();
     match classify_status(status) {
@@ -311,7 +312,7 @@ async fn attempt(
             &mut opened,
             provider,
             include_usage,
-            limits.first_chunk_by,
+            limits.first_byte_by,
         )
         .await
     } else {
