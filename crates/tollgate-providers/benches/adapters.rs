@@ -152,6 +152,21 @@ fn dialect_benches(c: &mut Criterion) {
             (up.body.len(), back.body.len())
         })
     });
+    // The two halves, to see where a regression lands.
+    c.bench_function("request_16k/anthropic", |b| {
+        b.iter(|| {
+            Adapter::Anthropic
+                .chat_request(anthropic_p, black_box(&req), "claude-x")
+                .expect("build")
+        })
+    });
+    c.bench_function("response_16k/anthropic", |b| {
+        b.iter(|| {
+            Adapter::Anthropic
+                .translate_response(ClientApi::OpenAi, black_box(anthropic_answer.clone()))
+                .expect("translate")
+        })
+    });
 }
 
 criterion_group!(adapter_benches, benches, dialect_benches);

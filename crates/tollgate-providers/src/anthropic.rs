@@ -2,11 +2,12 @@
 //! Messages requests; Messages answers and event streams become canonical ones.
 
 use crate::call_id::plain;
-use crate::completion::{Completion, ToolCall, append};
+use crate::completion::{Completion, ToolCall};
 use crate::events::{ChatEvent, FinishReason};
 use crate::request::{data_url, http_request, parse_arguments, stop_sequences};
 use crate::{AdapterError, UpstreamRequest};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use tollgate_config::ProviderConfig;
@@ -372,10 +373,11 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<Completion<'_>, AdapterErro
     struct Block<'a> {
         #[serde(rename = "type", borrow)]
         kind: Cow<'a, str>,
+        /// Kept escaped: see `AnswerText`.
         #[serde(default, borrow)]
-        text: Option<Cow<'a, str>>,
+        text: Option<&'a RawValue>,
         #[serde(default, borrow)]
-        thinking: Option<Cow<'a, str>>,
+        thinking: Option<&'a RawValue>,
         #[serde(default, borrow)]
         id: Option<Cow<'a, str>>,
         #[serde(default, borrow)]
@@ -397,8 +399,16 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<Completion<'_>, AdapterErro
     };
     for b in r.content {
         match &*b.kind {
-            "text" => append(&mut out.text, b.text.unwrap_or_default()),
-            "thinking" => append(&mut out.reasoning, b.thinking.unwrap_or_default()),
+            "text" => {
+                if let Some(t) = b.text {
+                    out.text.push_escaped(t);
+                }
+            }
+            "thinking" => {
+                if let Some(t) = b.thinking {
+                    out.reasoning.push_escaped(t);
+                }
+            }
             "tool_use" => out.tool_calls.push(ToolCall {
                 id: b.id.unwrap_or_default(),
                 name: b.name.unwrap_or_default(),

@@ -1,10 +1,12 @@
 //! The canonical complete answer: what every provider's JSON answer decodes to (borrowing from
 //! the body where it can) and what every client dialect's answer is encoded from.
 
+use crate::answer_text::AnswerText;
 use crate::events::FinishReason;
 use crate::request::{parse_arguments, unix_now};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use tollgate_types::Usage;
 
@@ -13,9 +15,9 @@ use tollgate_types::Usage;
 pub(crate) struct Completion<'a> {
     pub id: Cow<'a, str>,
     pub model: Cow<'a, str>,
-    pub text: Cow<'a, str>,
+    pub text: AnswerText<'a>,
     /// Reasoning text, where the provider returns it.
-    pub reasoning: Cow<'a, str>,
+    pub reasoning: AnswerText<'a>,
     pub tool_calls: Vec<ToolCall<'a>>,
     pub finish: Option<FinishReason>,
     pub usage: Option<Usage>,
@@ -27,15 +29,6 @@ pub(crate) struct ToolCall<'a> {
     pub id: Cow<'a, str>,
     pub name: Cow<'a, str>,
     pub arguments: Cow<'a, str>,
-}
-
-/// Appends `more` to a text that may still borrow from the body.
-pub(crate) fn append<'a>(text: &mut Cow<'a, str>, more: Cow<'a, str>) {
-    if text.is_empty() {
-        *text = more;
-    } else {
-        text.to_mut().push_str(&more);
-    }
 }
 
 impl<'a> Completion<'a> {
@@ -65,10 +58,10 @@ impl<'a> Completion<'a> {
         #[derive(Serialize)]
         struct Message<'b> {
             role: &'static str,
-            content: Option<&'b str>,
+            content: Option<&'b AnswerText<'b>>,
             refusal: Option<()>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            reasoning_content: Option<&'b str>,
+            reasoning_content: Option<&'b AnswerText<'b>>,
             #[serde(skip_serializing_if = "Vec::is_empty")]
             tool_calls: Vec<Call<'b>>,
         }
@@ -94,9 +87,9 @@ impl<'a> Completion<'a> {
                 index: 0,
                 message: Message {
                     role: "assistant",
-                    content: (!text_is_null).then_some(&*self.text),
+                    content: (!text_is_null).then_some(&self.text),
                     refusal: None,
-                    reasoning_content: (!self.reasoning.is_empty()).then_some(&*self.reasoning),
+                    reasoning_content: (!self.reasoning.is_empty()).then_some(&self.reasoning),
                     tool_calls: self
                         .tool_calls
                         .iter()
@@ -135,7 +128,7 @@ impl<'a> Completion<'a> {
         #[serde(tag = "type", rename_all = "snake_case")]
         enum Block<'b> {
             Text {
-                text: &'b str,
+                text: &'b AnswerText<'b>,
             },
             ToolUse {
                 id: &'b str,
@@ -188,10 +181,11 @@ impl<'a> Completion<'a> {
         }
         #[derive(Deserialize)]
         struct Message<'b> {
-            #[serde(default)]
-            content: Option<Value>,
+            /// A string, an array of parts, or null; a string stays escaped.
             #[serde(default, borrow)]
-            reasoning_content: Option<Cow<'b, str>>,
+            content: Option<&'b RawValue>,
+            #[serde(default, borrow)]
+            reasoning_content: Option<&'b RawValue>,
             #[serde(default, borrow)]
             tool_calls: Vec<Call<'b>>,
         }
@@ -222,22 +216,27 @@ impl<'a> Completion<'a> {
                 ..Completion::default()
             });
         };
-        let text = match choice.message.content {
-            Some(Value::String(s)) => Cow::Owned(s),
-            Some(parts @ Value::Array(_)) => Cow::Owned(
-                tollgate_types::Message {
-                    content: parts,
+        let mut text = AnswerText::default();
+        if let Some(content) = choice.message.content {
+            if content.get().starts_with('[') {
+                let parts = tollgate_types::Message {
+                    content: serde_json::from_str(content.get())?,
                     ..Default::default()
-                }
-                .text(),
-            ),
-            _ => Cow::Borrowed(""),
-        };
+                };
+                text.push(Cow::Owned(parts.text()));
+            } else {
+                text.push_escaped(content);
+            }
+        }
+        let mut reasoning = AnswerText::default();
+        if let Some(r) = choice.message.reasoning_content {
+            reasoning.push_escaped(r);
+        }
         Ok(Completion {
             id: v.id,
             model: v.model,
             text,
-            reasoning: choice.message.reasoning_content.unwrap_or_default(),
+            reasoning,
             tool_calls: choice
                 .message
                 .tool_calls

@@ -3,7 +3,7 @@
 //! canonical.
 
 use crate::call_id::{new_call_id, split_signature, with_signature};
-use crate::completion::{Completion, ToolCall, append};
+use crate::completion::{Completion, ToolCall};
 use crate::events::{ChatEvent, FinishReason};
 use crate::request::{data_url, http_request, parse_arguments, stop_sequences};
 use crate::{AdapterError, UpstreamRequest};
@@ -268,7 +268,7 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<Completion<'static>, Adapte
             } else {
                 &mut out.text
             };
-            append(target, Cow::Owned(t.to_owned()));
+            target.push(Cow::Owned(t.to_owned()));
         } else if p.get("functionCall").is_some() {
             let (id, name, arguments) = function_call(p);
             out.tool_calls.push(ToolCall {

@@ -14,6 +14,7 @@
 //!   become a [`Disposition`] and a kind.
 
 mod anthropic;
+mod answer_text;
 mod call_id;
 mod classify;
 mod completion;
