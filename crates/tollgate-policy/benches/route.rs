@@ -10,6 +10,10 @@ use tollgate_policy::{
 };
 use tollgate_types::ChatRequest;
 
+// The allocator the gateway binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn benches(c: &mut Criterion) {
     let engine = PolicyEngine::new(Limits::default());
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/cost_tier.rhai");

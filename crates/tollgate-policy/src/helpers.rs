@@ -1,8 +1,9 @@
 //! Helper functions for scripts: text search, regexes, code and language detection, `deny`.
 
-use rhai::{Array, Engine, EvalAltResult, Map};
+use memchr::memmem::Finder;
+use rhai::{Array, Engine, EvalAltResult, ImmutableString, Map};
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Compiled regexes by pattern, so a script's patterns compile once, not per call.
 fn regex_cache() -> &'static Mutex<HashMap<String, regex::Regex>> {
@@ -35,50 +36,113 @@ fn regex_match(text: &str, pattern: &str) -> Result<bool, Box<EvalAltResult>> {
     Ok(re.is_match(text))
 }
 
-/// Case-insensitive: does `text` contain any of `words`? Lowercases the text once; the words
-/// are short, so a plain substring search beats building a SIMD searcher per word.
+/// Case-insensitive: does `text` contain any of `words`?
+///
+/// Scripts pass the same few word lists on every call, so each list's SIMD searchers are built
+/// once and cached (building one costs more than scanning a prompt with it). The text is
+/// lowercased once; a list with non-ASCII words needs Unicode case folding for both sides.
 fn contains_any(text: &str, words: Array) -> bool {
-    let hay = text.to_lowercase();
-    words
+    // Rhai strings: collecting them is a reference count each, not a copy.
+    let words: Vec<ImmutableString> = words
         .into_iter()
-        .filter_map(|w| w.into_string().ok())
-        .any(|w| !w.is_empty() && hay.contains(&w.to_lowercase()))
+        .filter_map(|w| w.into_immutable_string().ok())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        return false;
+    }
+    if !words.iter().all(|w| w.is_ascii()) {
+        let hay = text.to_lowercase();
+        return words.iter().any(|w| hay.contains(&w.to_lowercase()));
+    }
+    let cached = word_finders()
+        .lock()
+        .ok()
+        .and_then(|cache| cache.get(&words).cloned());
+    let finders = cached.unwrap_or_else(|| {
+        let built: Finders = words
+            .iter()
+            .map(|w| Finder::new(w.to_ascii_lowercase().as_bytes()).into_owned())
+            .collect();
+        if let Ok(mut cache) = word_finders().lock() {
+            if cache.len() >= FINDER_CACHE_LIMIT {
+                cache.clear(); // scripts use a few fixed lists; a flood of new ones rebuilds
+            }
+            cache.insert(words, Arc::clone(&built));
+        }
+        built
+    });
+    // The lowercased text goes into a buffer this thread reuses: no allocation per call.
+    thread_local! {
+        static LOWERED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LOWERED.with(|buf| {
+        let mut hay = buf.borrow_mut();
+        hay.clear();
+        hay.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+        let found = finders.iter().any(|f| f.find(&hay).is_some());
+        if hay.capacity() > 1 << 20 {
+            *hay = Vec::new(); // one huge prompt should not pin its size on the thread
+        }
+        found
+    })
 }
+
+type Finders = Arc<[Finder<'static>]>;
+
+fn word_finders() -> &'static Mutex<HashMap<Vec<ImmutableString>, Finders>> {
+    static CACHE: OnceLock<Mutex<HashMap<Vec<ImmutableString>, Finders>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+const FINDER_CACHE_LIMIT: usize = 256;
 
 /// Does `text` look like it contains source code?
 pub(crate) fn detect_code(text: &str) -> bool {
-    if text.contains("```") {
+    let bytes = text.as_bytes();
+    // Markers with punctuation are skipped, one memchr pass per three, when prose lacks it.
+    let has = |a, b, c| memchr::memchr3(a, b, c, bytes).is_some();
+    let (hash_eq_brace, paren_lt_tick) = (has(b'#', b'=', b'}'), has(b'(', b'<', b'`'));
+    if paren_lt_tick && memchr::memmem::find(bytes, b"```").is_some() {
         return true;
     }
-    const MARKERS: [&str; 16] = [
+    const WORDS: [&str; 10] = [
         "def ",
         "fn ",
         "function ",
         "class ",
         "import ",
-        "#include",
-        "=>",
-        "};",
         "return ",
         "const ",
         "let ",
         "public static",
         "SELECT ",
-        "print(",
-        "console.log",
-        "</",
     ];
+    const PUNCTUATED: [&str; 6] = ["#include", "=>", "};", "print(", "</", "console.log"];
     // SIMD searchers built once: building one costs more than scanning a prompt with it.
-    static FINDERS: OnceLock<Vec<memchr::memmem::Finder<'static>>> = OnceLock::new();
-    let finders = FINDERS.get_or_init(|| {
-        MARKERS
-            .iter()
-            .map(|m| memchr::memmem::Finder::new(m.as_bytes()))
-            .collect()
+    static FINDERS: OnceLock<(Vec<Finder<'static>>, Vec<Finder<'static>>)> = OnceLock::new();
+    let (words, punctuated) = FINDERS.get_or_init(|| {
+        (
+            WORDS.iter().map(Finder::new).collect(),
+            PUNCTUATED.iter().map(Finder::new).collect(),
+        )
     });
-    let hits = finders
+    let worth_scanning = |i: usize| match i {
+        0..=2 => hash_eq_brace,
+        3 | 4 => paren_lt_tick,
+        _ => true,
+    };
+    let hits = words
         .iter()
-        .filter(|f| f.find(text.as_bytes()).is_some())
+        .chain(
+            punctuated
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| worth_scanning(*i))
+                .map(|(_, f)| f),
+        )
+        .filter(|f| f.find(bytes).is_some())
+        .take(2)
         .count();
     if hits != 1 {
         return hits >= 2;
@@ -187,6 +251,17 @@ mod tests {
         assert!(detect_code("here:\n```rust\nfn main() {}\n```"));
         assert!(detect_code("def f(x):\n    return x + 1"));
         assert!(!detect_code("What is the capital of France?"));
+        // Two different markers; one marker twice is not two.
+        assert!(detect_code("import os\nclass A: pass"));
+        assert!(!detect_code("let me know, and let me see the results"));
+        // Markers with punctuation count too (they are only skipped when it is absent).
+        assert!(detect_code(
+            "#include <stdio.h>\nint main(void) { return 0; }"
+        ));
+        assert!(detect_code("xs.map(x => x * 2);\n};"));
+        assert!(detect_code(
+            "<div>hi</div> then print(x) and console.log(y)"
+        ));
     }
 
     #[test]
@@ -213,5 +288,9 @@ mod tests {
         let words: Array = vec!["PROVE".into(), "theorem".into()];
         assert!(contains_any("Please prove this Theorem", words.clone()));
         assert!(!contains_any("hello", words));
+        let unicode: Array = vec!["ÉTAPE".into()];
+        assert!(contains_any("une étape à la fois", unicode.clone()));
+        assert!(!contains_any("une etape", unicode));
+        assert!(!contains_any("anything", Array::new()));
     }
 }

@@ -20,7 +20,7 @@ mod view;
 pub use decision::{
     CachePolicy, Modification, Overrides, RequestVerdict, ResponseVerdict, RouteDecision,
 };
-pub use engine::{Limits, PolicyEngine, Script};
+pub use engine::{Limits, PolicyEngine, Script, run_throttled};
 pub use error::{ErrorKind, PolicyError};
 pub use view::{
     ContextData, ContextView, Identity, Price, RequestView, ResponseView, TargetHealth,

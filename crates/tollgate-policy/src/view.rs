@@ -3,7 +3,7 @@
 //! Views are `Arc`s, so handing one to a script costs a reference count, and fields are turned
 //! into Rhai values only when a script reads them.
 
-use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -25,8 +25,9 @@ pub struct Identity {
 
 #[derive(Debug)]
 struct RequestData {
-    model: String,
-    messages: Vec<(String, String)>,
+    model: ImmutableString,
+    /// (role, text): Rhai strings, so a script reading one costs a reference count, not a copy.
+    messages: Vec<(ImmutableString, ImmutableString)>,
     stream: bool,
     has_tools: bool,
     has_response_format: bool,
@@ -52,11 +53,11 @@ impl RequestView {
         headers: Vec<(String, String)>,
     ) -> Self {
         RequestView(Arc::new(RequestData {
-            model: req.model.clone(),
+            model: req.model.as_str().into(),
             messages: req
                 .messages
                 .iter()
-                .map(|m| (m.role.clone(), m.text()))
+                .map(|m| (m.role.as_str().into(), m.text().into()))
                 .collect(),
             stream: req.is_stream(),
             has_tools: req.has_tools(),
@@ -104,7 +105,7 @@ impl RequestView {
         })
     }
 
-    fn last_user_text(&self) -> String {
+    fn last_user_text(&self) -> ImmutableString {
         self.0
             .messages
             .iter()
@@ -210,6 +211,19 @@ impl ContextView {
             (input.max(0) as f64 * p.input_per_1m + output.max(0) as f64 * p.output_per_1m) / 1e6
         })
     }
+
+    /// `targets` ordered cheapest first: by output price, then input price. The sort is
+    /// stable, and a target without a price counts as free, as in `output_price`.
+    fn by_price<'t>(&self, targets: impl Iterator<Item = &'t str>) -> Array {
+        let mut priced: Vec<((f64, f64), &str)> = targets
+            .map(|id| {
+                let p = self.0.prices.get(id).copied().unwrap_or_default();
+                ((p.output_per_1m, p.input_per_1m), id)
+            })
+            .collect();
+        priced.sort_by(|(a, _), (b, _)| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        priced.into_iter().map(|(_, id)| id.into()).collect()
+    }
 }
 
 fn strings(v: &[String]) -> Array {
@@ -314,6 +328,23 @@ pub(crate) fn register(engine: &mut Engine) {
         })
         .register_fn("output_price", |c: &mut ContextView, target: &str| {
             c.0.prices.get(target).map_or(0.0, |p| p.output_per_1m)
+        })
+        .register_fn(
+            "by_price",
+            |c: &mut ContextView, targets: Array| -> Result<Array, Box<EvalAltResult>> {
+                let ids = targets
+                    .into_iter()
+                    .map(|t| {
+                        t.into_immutable_string().map_err(|kind| {
+                            format!("by_price: targets must be strings, not {kind}")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(c.by_price(ids.iter().map(ImmutableString::as_str)))
+            },
+        )
+        .register_fn("by_price", |c: &mut ContextView| {
+            c.by_price(c.0.targets.iter().map(String::as_str))
         })
         .register_fn(
             "estimate_cost",

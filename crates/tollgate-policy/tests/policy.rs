@@ -140,6 +140,78 @@ fn an_infinite_loop_is_stopped_quickly() {
 }
 
 #[test]
+fn by_price_orders_targets_cheapest_first() {
+    let price = |input_per_1m, output_per_1m| tollgate_policy::Price {
+        input_per_1m,
+        output_per_1m,
+    };
+    let prices = [
+        ("a/x".to_owned(), price(1.0, 10.0)),
+        ("b/y".to_owned(), price(0.5, 2.0)),
+        ("c/z".to_owned(), price(0.1, 2.0)),
+    ];
+    let ctx = ContextView(Arc::new(ContextData {
+        targets: vec!["a/x".into(), "b/y".into(), "c/z".into(), "d/free".into()],
+        prices: Arc::new(prices.into_iter().collect()),
+        ..ContextData::default()
+    }));
+    let e = engine();
+    let script = e
+        .compile(
+            "rank.rhai",
+            r#"fn route(req, ctx) {
+                let all = ctx.by_price();
+                let two = ctx.by_price(["a/x", "b/y"]);
+                if two != ["b/y", "a/x"] { throw `two: ${two}`; }
+                all
+            }"#,
+        )
+        .expect("compile");
+    let decision = e
+        .route(&script, &request("x"), &ctx)
+        .expect("route")
+        .expect("some");
+    // Unpriced counts as free; equal output prices are ordered by input price.
+    assert_eq!(decision.targets, ["d/free", "c/z", "b/y", "a/x"]);
+    let bad = e
+        .compile("bad.rhai", "fn route(req, ctx) { ctx.by_price([1, 2]) }")
+        .expect("compile");
+    let err = e.route(&bad, &request("x"), &ctx).expect_err("not strings");
+    assert!(
+        err.message.contains("by_price: targets must be strings"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_throttled_script_still_stops_at_its_deadline_and_still_decides() {
+    let e = PolicyEngine::new(Limits {
+        max_operations: u64::MAX,
+        timeout: Duration::from_millis(20),
+        ..Limits::default()
+    });
+    let looping = e
+        .compile("loop.rhai", "fn route(req, ctx) { loop {} }")
+        .expect("compile");
+    let started = Instant::now();
+    let err = tollgate_policy::run_throttled(|| e.route(&looping, &request("x"), &ctx()))
+        .expect_err("stopped");
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // A script with real work across many slices still finishes, with the same answer.
+    let busy = e
+        .compile(
+            "busy.rhai",
+            "fn route(req, ctx) { let n = 0; for i in 0..20000 { n += i; } if n > 0 { \"a/x\" } else { \"b/y\" } }",
+        )
+        .expect("compile");
+    let plain = e.route(&busy, &request("x"), &ctx()).expect("plain");
+    let throttled = tollgate_policy::run_throttled(|| e.route(&busy, &request("x"), &ctx()))
+        .expect("throttled");
+    assert_eq!(plain, throttled);
+}
+
+#[test]
 fn a_string_bomb_hits_the_size_limit() {
     let e = PolicyEngine::new(Limits {
         max_string_size: 1 << 20,

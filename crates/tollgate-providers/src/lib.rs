@@ -13,8 +13,8 @@
 //! - [`classify_status`] / [`UpstreamError`]: the one place an upstream status and error body
 //!   become a [`Disposition`] and a kind.
 
-mod anthropic;
 mod answer_text;
+mod anthropic;
 mod call_id;
 mod classify;
 mod completion;

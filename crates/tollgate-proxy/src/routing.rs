@@ -30,13 +30,14 @@ pub fn route_chat(
     };
     let started = std::time::Instant::now();
     let mut run = || run_policy(ctx, &state, script, headers, req, model, health);
-    // Scripts are synchronous and run on the worker thread. One that has been slow lately (for
-    // instance into its deadline) runs with `block_in_place`, so the requests queued on this
-    // worker move to another thread rather than wait behind it.
+    // Scripts are synchronous and run on the worker thread. One that is new or has been slow
+    // lately (for instance into its deadline) runs with `block_in_place`, so the requests
+    // queued on this worker move to another thread rather than wait behind it, and throttled
+    // to half a core, so a script spinning into its deadline cannot starve them of CPU.
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     let outcome = if multi_thread && state.policies.is_slow(path) {
-        tokio::task::block_in_place(run)
+        tokio::task::block_in_place(|| tollgate_policy::run_throttled(run))
     } else {
         run()
     };

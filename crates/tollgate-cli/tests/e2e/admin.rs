@@ -26,9 +26,13 @@ async fn metrics_count_requests_attempts_and_tokens() {
         .send()
         .await
         .expect("send");
-    // Metrics are recorded in Pingora's logging phase, just after the response is written:
-    // poll briefly for the last request to land.
-    let want = "tollgate_requests_total{model=\"unknown\",provider=\"none\",status=\"404\"} 1";
+    // Metrics are recorded in Pingora's logging phase, just after the response is written, so
+    // the client can see a response before its request is counted (and a later request's
+    // count can land first): poll briefly for every request to land.
+    let want = [
+        "tollgate_requests_total{model=\"unknown\",provider=\"none\",status=\"404\"} 1",
+        "tollgate_requests_total{model=\"m\",provider=\"a\",status=\"200\"} 3",
+    ];
     let mut text = String::new();
     for _ in 0..40 {
         text = reqwest::get(format!("{}/metrics", gw.admin_url))
@@ -37,7 +41,7 @@ async fn metrics_count_requests_attempts_and_tokens() {
             .text()
             .await
             .expect("text");
-        if text.contains(want) {
+        if want.iter().all(|w| text.contains(w)) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -126,7 +126,7 @@ fn route_explain_names_the_deciding_script_line() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("decided: line 35: #{ targets: [priciest]"),
+        stdout.contains("decided: line 28: #{ targets: [ranked[-1]]"),
         "{stdout}"
     );
 }
