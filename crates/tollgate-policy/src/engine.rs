@@ -59,10 +59,16 @@ const THROTTLE_SLICE: Duration = Duration::from_micros(200);
 /// For scripts that are new or have been slow lately: on a small machine, one spinning into
 /// its deadline would otherwise take a whole core from every other request for that long.
 pub fn run_throttled<T>(f: impl FnOnce() -> T) -> T {
-    let outer = THROTTLE.with(|t| t.replace(Some(Instant::now())));
-    let out = f();
-    THROTTLE.with(|t| t.set(outer));
-    out
+    /// Restores the thread's previous mode even if `f` unwinds, so a panic cannot leave a
+    /// worker throttling every later script.
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THROTTLE.with(|t| t.set(self.0));
+        }
+    }
+    let _restore = Restore(THROTTLE.with(|t| t.replace(Some(Instant::now()))));
+    f()
 }
 
 /// Called every 256 operations: `true` once the call's deadline has passed. Throttled calls
