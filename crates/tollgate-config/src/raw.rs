@@ -127,6 +127,10 @@ pub struct RawPrice {
     pub input_per_1m: f64,
     /// USD per million output tokens.
     pub output_per_1m: f64,
+    /// USD per million prompt tokens read from the provider's cache (default: the input price).
+    pub cached_input_per_1m: Option<f64>,
+    /// USD per million prompt tokens written to the provider's cache (default: the input price).
+    pub cache_write_per_1m: Option<f64>,
 }
 
 /// `[server]`
@@ -183,6 +187,10 @@ pub struct RawProvider {
     /// For streams: time allowed from sending the request to the first body chunk; past it
     /// the next target is tried. Default: `first_byte_timeout_ms`.
     pub ttft_timeout_ms: Option<u64>,
+    /// For OpenAI-format streams: ask for the final usage chunk (`stream_options.include_usage`)
+    /// even when the client did not, so streamed requests are priced. Default: on, except for
+    /// Mistral, which rejects the field and sends usage anyway.
+    pub stream_usage: Option<bool>,
     /// Built-in mock settings (`kind = "mock"` only).
     pub mock: Option<RawMock>,
 }

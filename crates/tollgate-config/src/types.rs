@@ -73,6 +73,22 @@ pub struct PriceConfig {
     pub input_per_1m: f64,
     /// Output tokens.
     pub output_per_1m: f64,
+    /// Prompt tokens read from the provider's cache; `None` is the input price.
+    pub cached_input_per_1m: Option<f64>,
+    /// Prompt tokens written to the provider's cache; `None` is the input price.
+    pub cache_write_per_1m: Option<f64>,
+}
+
+impl PriceConfig {
+    /// The per-token price used for cost accounting.
+    pub fn price(&self) -> tollgate_types::Price {
+        tollgate_types::Price::per_million(
+            self.input_per_1m,
+            self.output_per_1m,
+            self.cached_input_per_1m,
+            self.cache_write_per_1m,
+        )
+    }
 }
 
 /// `[server]`, with defaults applied.
@@ -179,6 +195,8 @@ pub struct ProviderConfig {
     pub headers: Vec<(String, String)>,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Ask OpenAI-format streams for their usage chunk even when the client did not.
+    pub stream_usage: bool,
     /// Mock settings (`kind = "mock"` only).
     pub mock: Option<MockSettings>,
 }

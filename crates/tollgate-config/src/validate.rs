@@ -293,7 +293,12 @@ fn check_prices(
                 "a price key is a target id: `provider/model`",
             );
         }
-        if !(p.input_per_1m >= 0.0 && p.output_per_1m >= 0.0) {
+        let optional = [p.cached_input_per_1m, p.cache_write_per_1m];
+        let valid = |v: f64| v.is_finite() && v >= 0.0;
+        if !(valid(p.input_per_1m)
+            && valid(p.output_per_1m)
+            && optional.iter().flatten().all(|v| valid(*v)))
+        {
             ck.error(&path.key(id), "prices must be non-negative numbers");
         }
         prices.insert(
@@ -301,6 +306,8 @@ fn check_prices(
             PriceConfig {
                 input_per_1m: p.input_per_1m,
                 output_per_1m: p.output_per_1m,
+                cached_input_per_1m: p.cached_input_per_1m,
+                cache_write_per_1m: p.cache_write_per_1m,
             },
         );
     }
@@ -466,6 +473,9 @@ fn check_provider(
             .to_owned()
         }),
         headers,
+        stream_usage: p
+            .stream_usage
+            .unwrap_or(kind.wire() == WireFormat::OpenAi && kind != ProviderKind::Mistral),
         timeouts: Timeouts {
             connect: ms(p.connect_timeout_ms, 5_000),
             first_byte: ms(p.first_byte_timeout_ms, 300_000),

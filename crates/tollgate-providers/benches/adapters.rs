@@ -65,6 +65,18 @@ fn benches(c: &mut Criterion) {
         });
     }
     let stream = sse_stream(64);
+    // The stream a client gets without asking for usage: the gateway asked for it, so the
+    // passthrough forwards whole events and drops the usage chunk.
+    c.bench_function("filter_sse_stream/64_chunks", |b| {
+        b.iter(|| {
+            let mut t = adapter.stream_transcoder(ClientApi::OpenAi, false);
+            let mut n = 0;
+            for chunk in &stream {
+                n += t.push(black_box(chunk)).bytes.len();
+            }
+            n
+        })
+    });
     c.bench_function("observe_sse_stream/64_chunks", |b| {
         b.iter(|| {
             let mut obs = adapter.stream_observer();

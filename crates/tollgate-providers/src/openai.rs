@@ -59,11 +59,27 @@ impl OpenAiDialect {
             (ProviderKind::OpenAi, None) => (None, req.max_tokens),
             _ => (req.max_tokens, req.max_completion_tokens),
         };
+        // Ask for the usage chunk the client did not, so the stream can be priced; the
+        // transcoder keeps it from the client (`StreamObserver::stripping_usage`).
+        let with_usage;
+        let stream_options = if p.stream_usage && req.is_stream() && !req.wants_stream_usage() {
+            with_usage = StreamOptions {
+                include_usage: Some(true),
+                extra: req
+                    .stream_options
+                    .as_ref()
+                    .map(|o| o.extra.clone())
+                    .unwrap_or_default(),
+            };
+            Some(&with_usage)
+        } else {
+            req.stream_options.as_ref()
+        };
         let body = serde_json::to_vec(&ChatBody {
             model,
             messages: &messages,
             stream: req.stream,
-            stream_options: req.stream_options.as_ref(),
+            stream_options,
             max_tokens,
             max_completion_tokens,
             user: req.user.as_deref(),

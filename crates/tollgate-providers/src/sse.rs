@@ -26,19 +26,33 @@ pub struct SseSplitter {
 impl SseSplitter {
     /// Adds `chunk` and returns every event it completes.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        self.push_raw(chunk)
+            .into_iter()
+            .filter_map(|(_, ev)| ev)
+            .collect()
+    }
+
+    /// Like [`Self::push`], with each completed event's bytes as they came (its blank line
+    /// included), and `None` for a block without data (a comment or a bare `event:`).
+    pub fn push_raw(&mut self, chunk: &[u8]) -> Vec<(Bytes, Option<SseEvent>)> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
         while let Some((at, sep)) = find_boundary(&self.buf[self.scanned..]) {
             let end = self.scanned + at;
-            let raw = self.buf.split_to(end + sep);
+            let raw = self.buf.split_to(end + sep).freeze();
             self.scanned = 0;
-            if let Some(ev) = parse_event(&raw[..end]) {
-                out.push(ev);
-            }
+            let event = parse_event(&raw[..end]);
+            out.push((raw, event));
         }
         // A boundary (at most 4 bytes) may straddle the end of what has arrived.
         self.scanned = self.buf.len().saturating_sub(3);
         out
+    }
+
+    /// Takes the bytes of an incomplete trailing event, at the end of the body.
+    pub fn take_pending(&mut self) -> Bytes {
+        self.scanned = 0;
+        self.buf.split().freeze()
     }
 
     /// Bytes of an incomplete trailing event.
@@ -97,57 +111,124 @@ pub enum StreamSignal {
     Error(String),
 }
 
-/// Watches an OpenAI-format SSE stream chunk by chunk. The bytes themselves are forwarded
-/// untouched by the caller; only events that can matter are parsed.
+/// Watches an OpenAI-format SSE stream chunk by chunk; only events that can matter are parsed.
+///
+/// By default the caller forwards the bytes untouched ([`Self::observe`]). When the gateway
+/// asked for a usage chunk the client did not ([`Self::stripping_usage`]), [`Self::filter`]
+/// forwards whole events and drops that chunk.
 #[derive(Debug, Default)]
 pub struct StreamObserver {
     splitter: SseSplitter,
     saw_token: bool,
+    strip_usage: bool,
 }
 
 impl StreamObserver {
-    /// Observes one body chunk.
+    /// An observer whose [`Self::filter`] drops usage-only chunks (`"choices": []`).
+    pub fn stripping_usage() -> Self {
+        StreamObserver {
+            strip_usage: true,
+            ..StreamObserver::default()
+        }
+    }
+
+    /// Whether this observer drops usage-only chunks: use [`Self::filter`].
+    pub fn strips_usage(&self) -> bool {
+        self.strip_usage
+    }
+
+    /// Observes one body chunk, which the caller forwards as it is.
     pub fn observe(&mut self, chunk: &Bytes) -> Vec<StreamSignal> {
         let mut signals = Vec::new();
-        let events = self.splitter.push(chunk);
+        for ev in self.splitter.push(chunk) {
+            self.note(&ev, &mut signals);
+        }
+        self.check_pending(&mut signals);
+        signals
+    }
+
+    /// Observes one body chunk and returns the bytes to forward: the events it completes,
+    /// less any usage-only chunk when stripping.
+    pub fn filter(&mut self, chunk: &Bytes) -> (Bytes, Vec<StreamSignal>) {
+        let mut signals = Vec::new();
+        let mut out = BytesMut::new();
+        for (raw, ev) in self.splitter.push_raw(chunk) {
+            let usage_only = ev.is_some_and(|ev| self.note(&ev, &mut signals));
+            if !self.strip_usage {
+                out.extend_from_slice(&raw);
+            } else if !usage_only {
+                // Asked for usage, OpenAI also adds `"usage":null` to every other chunk.
+                out.extend_from_slice(&without_null_usage(&raw));
+            }
+        }
+        self.check_pending(&mut signals);
+        (out.freeze(), signals)
+    }
+
+    /// At the end of the body: what [`Self::filter`] still holds (an unterminated event).
+    pub fn finish(&mut self) -> Bytes {
+        self.splitter.take_pending()
+    }
+
+    /// A stream without event boundaries would otherwise grow the buffer without end.
+    fn check_pending(&mut self, signals: &mut Vec<StreamSignal>) {
         if self.splitter.pending() > MAX_PENDING_EVENT_BYTES {
-            // A stream without event boundaries would otherwise grow this buffer without end.
             self.splitter = SseSplitter::default();
             signals.push(StreamSignal::Error(
                 "SSE event larger than 8 MiB".to_owned(),
             ));
         }
-        for ev in events {
-            let data = ev.data.trim();
-            if data == "[DONE]" {
-                signals.push(StreamSignal::Done);
-                continue;
-            }
-            if !self.saw_token && carries_token(data) {
-                self.saw_token = true;
-                signals.push(StreamSignal::FirstToken);
-            }
-            // Parse only the few events that can carry usage or an error.
-            let maybe_usage = data.contains("\"usage\":{") || data.contains("\"usage\": {");
-            let maybe_error =
-                data.starts_with("{\"error\"") || ev.event.as_deref() == Some("error");
-            if maybe_usage || maybe_error {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
-                    continue;
-                };
-                if let Some(err) = v.get("error") {
-                    signals.push(StreamSignal::Error(err.to_string()));
-                } else if let Some(u) = v
-                    .get("usage")
-                    .or_else(|| v.pointer("/x_groq/usage")) // Groq streams put usage here
-                    .and_then(usage_from_openai_family)
-                {
-                    signals.push(StreamSignal::Usage(u));
-                }
-            }
-        }
-        signals
     }
+
+    /// Notes what one event signals; `true` when it is a usage-only chunk.
+    fn note(&mut self, ev: &SseEvent, signals: &mut Vec<StreamSignal>) -> bool {
+        let data = ev.data.trim();
+        if data == "[DONE]" {
+            signals.push(StreamSignal::Done);
+            return false;
+        }
+        if !self.saw_token && carries_token(data) {
+            self.saw_token = true;
+            signals.push(StreamSignal::FirstToken);
+        }
+        // Parse only the few events that can carry usage or an error.
+        let maybe_usage = data.contains("\"usage\":{") || data.contains("\"usage\": {");
+        let maybe_error = data.starts_with("{\"error\"") || ev.event.as_deref() == Some("error");
+        if !(maybe_usage || maybe_error) {
+            return false;
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
+            return false;
+        };
+        if let Some(err) = v.get("error") {
+            signals.push(StreamSignal::Error(err.to_string()));
+            return false;
+        }
+        let Some(u) = v
+            .get("usage")
+            .or_else(|| v.pointer("/x_groq/usage")) // Groq streams put usage here
+            .and_then(usage_from_openai_family)
+        else {
+            return false;
+        };
+        signals.push(StreamSignal::Usage(u));
+        v.get("choices")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(Vec::is_empty)
+    }
+}
+
+/// `raw` without a compact `"usage":null` member (and its comma), as OpenAI writes it.
+fn without_null_usage(raw: &Bytes) -> std::borrow::Cow<'_, [u8]> {
+    for member in [&b",\"usage\":null"[..], &b"\"usage\":null,"[..]] {
+        if let Some(at) = memmem::find(raw, member) {
+            let mut out = Vec::with_capacity(raw.len() - member.len());
+            out.extend_from_slice(&raw[..at]);
+            out.extend_from_slice(&raw[at + member.len()..]);
+            return std::borrow::Cow::Owned(out);
+        }
+    }
+    std::borrow::Cow::Borrowed(raw)
 }
 
 fn carries_token(data: &str) -> bool {

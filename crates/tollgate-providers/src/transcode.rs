@@ -73,7 +73,14 @@ impl Adapter {
     /// client asked for the final usage chunk.
     pub fn stream_transcoder(self, client: ClientApi, include_usage: bool) -> StreamTranscoder {
         let mode = match (self, client) {
-            (Adapter::OpenAi(_), ClientApi::OpenAi) => Mode::Passthrough(StreamObserver::default()),
+            // A client that did not ask for the usage chunk does not get the one the gateway
+            // asked for on its behalf.
+            (Adapter::OpenAi(_), ClientApi::OpenAi) if include_usage => {
+                Mode::Passthrough(StreamObserver::default())
+            }
+            (Adapter::OpenAi(_), ClientApi::OpenAi) => {
+                Mode::Passthrough(StreamObserver::stripping_usage())
+            }
             (Adapter::Anthropic, ClientApi::Anthropic) => Mode::Observe(self.event_decoder()),
             (_, ClientApi::OpenAi) => Mode::Translate {
                 decoder: self.event_decoder(),
@@ -181,6 +188,10 @@ impl StreamTranscoder {
     /// Transcodes one upstream chunk.
     pub fn push(&mut self, chunk: &Bytes) -> Transcoded {
         match &mut self.mode {
+            Mode::Passthrough(observer) if observer.strips_usage() => {
+                let (bytes, signals) = observer.filter(chunk);
+                Transcoded { bytes, signals }
+            }
             Mode::Passthrough(observer) => Transcoded {
                 bytes: chunk.clone(),
                 signals: observer.observe(chunk),
@@ -204,6 +215,10 @@ impl StreamTranscoder {
     /// Flushes at the end of the upstream body.
     pub fn finish(&mut self) -> Transcoded {
         match &mut self.mode {
+            Mode::Passthrough(observer) if observer.strips_usage() => Transcoded {
+                bytes: observer.finish(),
+                signals: Vec::new(),
+            },
             Mode::Passthrough(_) | Mode::Observe(_) => Transcoded::default(),
             Mode::Translate { .. } if self.errored => Transcoded::default(),
             Mode::Translate { decoder, .. } => {

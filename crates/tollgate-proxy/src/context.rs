@@ -3,7 +3,7 @@
 use crate::live::LiveState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate_types::{ClientApi, Usage};
+use tollgate_types::{ClientApi, Usage, Usd};
 
 /// What a request does, as far as metrics and logs care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,8 @@ pub struct RequestCtx {
     pub status: u16,
     /// Token usage reported by the provider.
     pub usage: Option<Usage>,
+    /// What `usage` cost, once known and when the target has a price.
+    pub cost: Option<Usd>,
     /// Time to first token, for streams.
     pub ttft: Option<Duration>,
     /// What went wrong, for the request log.
@@ -73,6 +75,15 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// Records the usage of the answer being served, and prices it.
+    pub fn set_usage(&mut self, usage: Option<Usage>) {
+        self.usage = usage;
+        self.cost = match (&self.served_by, &self.usage) {
+            (Some((provider, model)), Some(u)) => self.state.cost(provider, model, u),
+            _ => None,
+        };
+    }
+
     /// A fresh context on `state`.
     pub fn new(state: Arc<LiveState>) -> Self {
         RequestCtx {
@@ -90,6 +101,7 @@ impl RequestCtx {
             attempts: 0,
             status: 0,
             usage: None,
+            cost: None,
             ttft: None,
             error: None,
         }

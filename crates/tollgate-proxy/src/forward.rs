@@ -27,10 +27,15 @@ pub enum Forwarded {
 
 /// Headers naming who served the request.
 fn served_headers(ctx: &RequestCtx) -> Vec<(&'static str, String)> {
-    let mut h = Vec::with_capacity(2);
+    let mut h = Vec::with_capacity(3);
     if let Some((provider, model)) = &ctx.served_by {
         h.push(("x-tollgate-provider", provider.clone()));
         h.push(("x-tollgate-model", model.clone()));
+    }
+    // Known before the header only for complete answers: a stream's usage comes at its end
+    // (its cost is in the request log and `tollgate_cost_usd_total`).
+    if let Some(cost) = ctx.cost {
+        h.push(("x-tollgate-cost-usd", cost.to_string()));
     }
     h
 }
@@ -81,7 +86,7 @@ pub async fn deliver_json(
             .adapter
             .translate_response(ctx.client_api, body)
             .map_err(|e| AttemptError::Malformed(e.to_string()))?;
-        ctx.usage = translated.usage;
+        ctx.set_usage(translated.usage);
         body = translated.body;
     } else {
         body = client_error_body(ctx, provider, status, body);
@@ -246,7 +251,7 @@ fn note_signals(ctx: &mut RequestCtx, signals: Vec<StreamSignal>) {
     for signal in signals {
         match signal {
             StreamSignal::FirstToken => ctx.ttft = Some(ctx.started.elapsed()),
-            StreamSignal::Usage(u) => ctx.usage = Some(u),
+            StreamSignal::Usage(u) => ctx.set_usage(Some(u)),
             StreamSignal::Error(e) => ctx.error = Some(format!("provider stream error: {e}")),
             StreamSignal::Done => {}
         }

@@ -195,6 +195,7 @@ impl ProxyHttp for Gateway {
             duration,
             ttft: ctx.ttft,
             usage: ctx.usage,
+            cost: ctx.cost,
         });
         if ctx.operation.is_llm() {
             tracing::info!(
@@ -209,6 +210,8 @@ impl ProxyHttp for Gateway {
                 ttft_ms = ctx.ttft.map(|t| t.as_millis() as u64),
                 input_tokens = ctx.usage.map(|u| u.input_tokens),
                 output_tokens = ctx.usage.map(|u| u.output_tokens),
+                cached_input_tokens = ctx.usage.map(|u| u.cached_input_tokens),
+                cost_usd = ctx.cost.map(tracing::field::display),
                 error = ctx.error.as_deref(),
                 "Request finished."
             );

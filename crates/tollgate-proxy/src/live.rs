@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tollgate_config::{Config, KeyHash, ModelConfig, ProviderConfig, Strategy, Target, VirtualKey};
 use tollgate_policy::{Limits, PolicyEngine, Price, Script};
 use tollgate_providers::Adapter;
+use tollgate_types::{Price as TokenPrice, Usage, Usd};
 
 /// A provider ready for requests.
 #[derive(Debug)]
@@ -105,6 +106,8 @@ pub struct LiveState {
     target_ids: HashSet<String>,
     /// Prices per target id, as scripts see them.
     pub prices: Arc<HashMap<String, Price>>,
+    /// Per-token prices for cost accounting, by provider, then upstream model.
+    token_prices: HashMap<String, HashMap<String, TokenPrice>>,
     /// Compiled routing scripts.
     pub policies: Policies,
     /// `GET /v1/models`, rendered once.
@@ -153,6 +156,15 @@ impl LiveState {
                 (id.clone(), price)
             })
             .collect();
+        let mut token_prices: HashMap<String, HashMap<String, TokenPrice>> = HashMap::new();
+        for (id, p) in &config.prices {
+            if let Some((provider, model)) = id.split_once('/') {
+                token_prices
+                    .entry(provider.to_owned())
+                    .or_default()
+                    .insert(model.to_owned(), p.price());
+            }
+        }
         let policies = compile_policies(&config, trace)?;
         let data: Vec<serde_json::Value> = config
             .models
@@ -169,9 +181,16 @@ impl LiveState {
             keys,
             target_ids,
             prices: Arc::new(prices),
+            token_prices,
             policies,
             models_list,
         })
+    }
+
+    /// What `usage` cost on `provider`'s `model`; `None` when that target has no price.
+    pub fn cost(&self, provider: &str, model: &str, usage: &Usage) -> Option<Usd> {
+        let price = self.token_prices.get(provider)?.get(model)?;
+        Some(price.cost(usage))
     }
 
     /// The provider called `name`.

@@ -4,11 +4,11 @@
 //! Labels stay bounded: configured aliases and provider names, status codes, outcome words;
 //! never a key, a user or a prompt.
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
-use tollgate_types::Usage;
+use tollgate_types::{Usage, Usd};
 
 /// A metric Tollgate exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub enum MetricName {
     CircuitTransitions,
     /// Counter of same-target retries by `provider`.
     Retries,
+    /// Spend in USD by `model`, `provider`: monotonic, exported as a gauge because the metrics
+    /// facade's counters are integers.
+    Cost,
     /// Counter of successful live-state reloads.
     Reloads,
     /// Counter of rejected reloads (the old state kept serving).
@@ -47,6 +50,7 @@ impl MetricName {
             MetricName::PolicyErrors => "tollgate_policy_errors_total",
             MetricName::CircuitTransitions => "tollgate_circuit_transitions_total",
             MetricName::Retries => "tollgate_upstream_retries_total",
+            MetricName::Cost => "tollgate_cost_usd_total",
             MetricName::Reloads => "tollgate_reloads_total",
             MetricName::ReloadFailures => "tollgate_reload_failures_total",
         }
@@ -119,6 +123,8 @@ pub struct RequestRecord<'a> {
     pub ttft: Option<Duration>,
     /// Token usage, if known.
     pub usage: Option<Usage>,
+    /// What the usage cost, when the target has a price.
+    pub cost: Option<Usd>,
 }
 
 /// Records a finished request.
@@ -137,6 +143,10 @@ pub fn record_request(r: &RequestRecord<'_>) {
         histogram!(MetricName::TimeToFirstToken.as_str(), "gen_ai_operation_name" => r.operation,
             "gen_ai_request_model" => model.clone(), "gen_ai_provider_name" => provider.clone())
         .record(ttft.as_secs_f64());
+    }
+    if let Some(cost) = r.cost {
+        gauge!(MetricName::Cost.as_str(), "model" => model.clone(), "provider" => provider.clone())
+            .increment(cost.dollars());
     }
     if let Some(u) = r.usage {
         for (kind, n) in [("input", u.input_tokens), ("output", u.output_tokens)] {

@@ -25,3 +25,5 @@ mod reload;
 mod dialects;
 // Retries, deadlines and circuit breakers.
 mod resilience;
+// Cost of every answer, streamed or not.
+mod cost;
