@@ -17,12 +17,14 @@ mod locate;
 mod presets;
 pub mod raw;
 mod resilience;
+mod spend;
 mod types;
 mod validate;
 
 pub use error::{ConfigError, Diagnostic};
 pub use presets::{AuthStyle, ProviderKind, WireFormat};
 pub use resilience::{BreakerSettings, Resilience, Strategy};
+pub use spend::{BudgetConfig, Period, SpendSettings};
 pub use types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
     ProviderConfig, ServerConfig, SharedSettings, Target, Timeouts, UpstreamUrl, VirtualKey,

@@ -34,6 +34,43 @@ pub struct RawConfig {
     /// State shared between several gateways.
     #[serde(default)]
     pub shared: RawShared,
+    /// Where spend is kept, and how budgets reserve.
+    #[serde(default)]
+    pub spend: RawSpend,
+    /// Caps on spend.
+    #[serde(default)]
+    pub budgets: Vec<RawBudget>,
+}
+
+/// `[spend]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpend {
+    /// Directory of the embedded store (`spend.db`, SQLite). Default `./.tollgate`; write
+    /// `"${TOLLGATE_DATA_DIR:-./.tollgate}"` to take it from the environment.
+    pub data_dir: Option<String>,
+    /// Output tokens a request without `max_tokens` reserves against its budgets. Default 4096.
+    pub reserve_output_tokens: Option<u32>,
+    /// Status of a request refused for budget: 402 (default) or 429.
+    pub exceeded_status: Option<u16>,
+}
+
+/// `[[budgets]]`: a cap on the spend of the requests that match every selector given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// Unique name. Default: built from the selectors and period, e.g. `key:team-a/daily`.
+    pub name: Option<String>,
+    /// Only requests made with this virtual key (its `name`).
+    pub key: Option<String>,
+    /// Only requests of this tenant.
+    pub tenant: Option<String>,
+    /// Only requests for this model alias.
+    pub model: Option<String>,
+    /// The cap, in USD.
+    pub limit_usd: f64,
+    /// `total` (default), `hourly`, `daily`, `weekly` or `monthly`, on UTC calendar boundaries.
+    pub period: Option<String>,
 }
 
 /// `[shared]`: what several gateway replicas share. Its `Debug` output leaves out the URL,

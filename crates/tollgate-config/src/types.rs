@@ -31,6 +31,10 @@ pub struct Config {
     pub resilience: Resilience,
     /// State shared between gateways.
     pub shared: SharedSettings,
+    /// Where spend is kept, and how budgets reserve.
+    pub spend: crate::spend::SpendSettings,
+    /// Caps on spend.
+    pub budgets: Vec<crate::spend::BudgetConfig>,
 }
 
 /// `[shared]`, validated.

@@ -217,6 +217,8 @@ fn check(
         prices: check_prices(&raw, &root.key("prices"), ck),
         resilience,
         shared: check_shared(&raw, &root.key("shared"), ck),
+        spend: crate::spend::check_spend(&raw, &root.key("spend"), ck),
+        budgets: crate::spend::check_budgets(&raw, &root.key("budgets"), ck),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus text), health checks, `/admin/reload`, and
-//! `/admin/targets` (each target's circuit, moving averages and last error).
+//! The admin listener: `/metrics` (Prometheus text), health checks, `/admin/reload`,
+//! `/admin/targets` (each target's circuit, moving averages and last error) and
+//! `/admin/budgets` (each budget's limit, spend and reservations in its current period).
 
 use crate::reload::Reloader;
 use async_trait::async_trait;
@@ -14,6 +15,10 @@ pub struct AdminApp {
     pub reloader: Arc<Reloader>,
     /// Per-target health, for `GET /admin/targets`.
     pub health: Arc<crate::health::HealthRegistry>,
+    /// Budget counters, for `GET /admin/budgets`.
+    pub spend: Arc<crate::spend::Spend>,
+    /// The live state, for the budgets' configured limits.
+    pub live: Arc<arc_swap::ArcSwap<crate::live::LiveState>>,
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> (StatusCode, &'static str, Vec<u8>) {
@@ -36,6 +41,9 @@ impl ServeHttp for AdminApp {
             }
             (Method::GET, "/admin/reload") => json(StatusCode::OK, &self.reloader.status_json()),
             (Method::GET, "/admin/targets") => json(StatusCode::OK, &self.health.report()),
+            (Method::GET, "/admin/budgets") => {
+                json(StatusCode::OK, &self.spend.report(&self.live.load()))
+            }
             (Method::POST, "/admin/reload") => {
                 let r = self.reloader.clone();
                 match tokio::task::spawn_blocking(move || r.reload(true)).await {

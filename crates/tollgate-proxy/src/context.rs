@@ -3,6 +3,7 @@
 use crate::live::LiveState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tollgate_state::Reservation;
 use tollgate_types::{ClientApi, Usage, Usd};
 
 /// What a request does, as far as metrics and logs care.
@@ -68,6 +69,10 @@ pub struct RequestCtx {
     pub usage: Option<Usage>,
     /// What `usage` cost, once known and when the target has a price.
     pub cost: Option<Usd>,
+    /// Size of the request body, the bound on its prompt tokens.
+    pub request_bytes: usize,
+    /// What the request holds against its budgets until it settles.
+    pub reservation: Option<Reservation>,
     /// Time to first token, for streams.
     pub ttft: Option<Duration>,
     /// What went wrong, for the request log.
@@ -102,6 +107,8 @@ impl RequestCtx {
             status: 0,
             usage: None,
             cost: None,
+            request_bytes: 0,
+            reservation: None,
             ttft: None,
             error: None,
         }

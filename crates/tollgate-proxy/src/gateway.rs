@@ -9,6 +9,7 @@ use crate::llm::{self, Payload};
 use crate::metrics::{RequestRecord, record_request};
 use crate::respond::{model_not_found, send_error, send_json};
 use crate::routes::{NoRoute, Route, match_route};
+use crate::spend::Spend;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,6 +24,7 @@ pub struct Gateway {
     live: Arc<ArcSwap<LiveState>>,
     connector: Connector,
     health: Arc<HealthRegistry>,
+    spend: Arc<Spend>,
 }
 
 impl Gateway {
@@ -31,11 +33,13 @@ impl Gateway {
         live: Arc<ArcSwap<LiveState>>,
         connector: Connector,
         health: Arc<HealthRegistry>,
+        spend: Arc<Spend>,
     ) -> Self {
         Gateway {
             live,
             connector,
             health,
+            spend,
         }
     }
 
@@ -133,7 +137,18 @@ impl Gateway {
             ctx.messages_body = Some(body.clone());
         }
         match Payload::parse(operation, ctx.client_api, &body) {
-            Ok(payload) => llm::serve(session, ctx, &self.connector, &self.health, payload).await,
+            Ok(payload) => {
+                ctx.request_bytes = body.len();
+                llm::serve(
+                    session,
+                    ctx,
+                    &self.connector,
+                    &self.health,
+                    &self.spend,
+                    payload,
+                )
+                .await
+            }
             Err(e) => send_error(session, ctx, &e).await,
         }
     }
@@ -184,6 +199,7 @@ impl ProxyHttp for Gateway {
         if ctx.operation == Operation::Health {
             return;
         }
+        self.spend.settle(ctx);
         let duration = ctx.started.elapsed();
         let provider = ctx.served_by.as_ref().map_or("none", |(p, _)| p.as_str());
         record_request(&RequestRecord {

@@ -28,6 +28,7 @@ pub mod routes;
 pub mod routing;
 pub mod server;
 pub mod sharing;
+pub mod spend;
 pub mod upstream;
 
 pub use server::{ServeError, ServeOptions, run};

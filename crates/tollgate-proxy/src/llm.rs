@@ -10,6 +10,7 @@ use crate::health::HealthRegistry;
 use crate::live::Provider;
 use crate::respond::{model_not_found, send_error};
 use crate::routing::route_chat;
+use crate::spend::Spend;
 use pingora::connectors::http::Connector;
 use pingora::proxy::Session;
 use std::time::Duration;
@@ -74,6 +75,14 @@ impl Payload {
         }
     }
 
+    /// The most output tokens the request allows (embeddings generate none).
+    pub fn output_cap(&self) -> Option<u32> {
+        match self {
+            Payload::Chat(r) => r.output_cap(),
+            Payload::Embeddings(_) => Some(0),
+        }
+    }
+
     /// Whether the client asked for SSE.
     pub fn is_stream(&self) -> bool {
         matches!(self, Payload::Chat(r) if r.is_stream())
@@ -112,6 +121,7 @@ pub async fn serve(
     ctx: &mut RequestCtx,
     connector: &Connector,
     health: &HealthRegistry,
+    spend: &Spend,
     mut payload: Payload,
 ) -> pingora::Result<()> {
     let state = ctx.state.clone();
@@ -139,6 +149,9 @@ pub async fn serve(
         },
         Payload::Embeddings(_) => state.attempt_order(model, health),
     };
+    if let Err(e) = spend.reserve(ctx, &payload, &targets) {
+        return send_error(session, ctx, &e).await;
+    }
     let plan = Plan {
         targets,
         retries: model.retries,

@@ -32,6 +32,8 @@ pub enum MetricName {
     /// Spend in USD by `model`, `provider`: monotonic, exported as a gauge because the metrics
     /// facade's counters are integers.
     Cost,
+    /// Counter of ledger entries dropped because the store fell behind.
+    LedgerDropped,
     /// Counter of successful live-state reloads.
     Reloads,
     /// Counter of rejected reloads (the old state kept serving).
@@ -51,6 +53,7 @@ impl MetricName {
             MetricName::CircuitTransitions => "tollgate_circuit_transitions_total",
             MetricName::Retries => "tollgate_upstream_retries_total",
             MetricName::Cost => "tollgate_cost_usd_total",
+            MetricName::LedgerDropped => "tollgate_ledger_dropped_total",
             MetricName::Reloads => "tollgate_reloads_total",
             MetricName::ReloadFailures => "tollgate_reload_failures_total",
         }
@@ -181,6 +184,11 @@ pub fn record_policy_error(script: &str, kind: &'static str) {
         .file_name()
         .map_or_else(|| script.to_owned(), |n| n.to_string_lossy().into_owned());
     counter!(MetricName::PolicyErrors.as_str(), "script" => name, "kind" => kind).increment(1);
+}
+
+/// Records a ledger entry the store could not take in time.
+pub fn record_ledger_dropped() {
+    counter!(MetricName::LedgerDropped.as_str()).increment(1);
 }
 
 /// Records a reload attempt.

@@ -6,6 +6,7 @@ use crate::health::HealthRegistry;
 use crate::live::LiveState;
 use crate::reload::{Pinned, ReloadService, Reloader};
 use crate::sharing::CircuitSharing;
+use crate::spend::Spend;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -24,6 +25,9 @@ pub enum ServeError {
     /// The config names scripts that do not compile, or similar.
     #[error("{0}")]
     Build(#[from] crate::live::BuildError),
+    /// The spend store under `[spend] data_dir` cannot be opened or read.
+    #[error("{0}")]
+    Store(#[from] tollgate_state::store::StoreError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -65,6 +69,15 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     }
     let health = Arc::new(HealthRegistry::default());
     let sharing = CircuitSharing::attach(&config.shared, &health);
+    // With budgets, spend is restored from the embedded store and the ledger written to it.
+    let (spend, ledger) = if config.budgets.is_empty() {
+        (Spend::in_memory(), None)
+    } else {
+        let (spend, ledger) = Spend::open(&config.spend.data_dir)?;
+        tracing::info!(data_dir = %config.spend.data_dir.display(), "Spend store opened.");
+        (spend, Some(ledger))
+    };
+    let spend = Arc::new(spend);
     let live = Arc::new(ArcSwap::from_pointee(LiveState::build(config, 1)?));
     let reloader = Arc::new(Reloader::new(
         opts.config_path.clone(),
@@ -93,7 +106,7 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     )));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(live, connector, health.clone()),
+        Gateway::new(live.clone(), connector, health.clone(), spend.clone()),
         "tollgate",
     );
     proxy.add_tcp(&server_cfg.listen);
@@ -103,6 +116,8 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
         let app = AdminApp {
             reloader: reloader.clone(),
             health,
+            spend,
+            live,
         };
         let mut admin = Service::new("tollgate-admin".to_owned(), HttpServer::new_app(app));
         admin.add_tcp(admin_addr);
@@ -111,6 +126,9 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     server.add_service(background_service("reload", ReloadService(reloader)));
     if let Some(sharing) = sharing {
         server.add_service(background_service("circuit sharing", sharing));
+    }
+    if let Some(ledger) = ledger {
+        server.add_service(background_service("ledger", ledger));
     }
     for mock in mocks {
         let service = MockService {

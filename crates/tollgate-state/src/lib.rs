@@ -1,4 +1,4 @@
-//! Gateway state that outlives a request and a reload: the resilience machinery.
+//! Gateway state that outlives a request and a reload: resilience machinery and spend.
 //!
 //! - [`Breaker`]: a circuit breaker per target (provider + model). Closed → open after N
 //!   consecutive failures or an error rate over a window; half-open with one probe after a
@@ -7,6 +7,8 @@
 //!   target, so an outage does not multiply load or cost.
 //! - [`Backoff`]: exponential backoff with full jitter, for retries of the same target.
 //! - [`shared`]: circuit transitions shared between gateways through Redis pub/sub.
+//! - [`Budgets`]: spend caps, reserved before a call and settled after it, exact under
+//!   concurrency; [`store`] keeps spend and the ledger in SQLite, so both survive a restart.
 //!
 //! The state machines are pure state and arithmetic on [`tokio::time::Instant`], so tests run
 //! on paused time without sleeping.
@@ -15,7 +17,10 @@ mod backoff;
 mod breaker;
 mod budget;
 pub mod shared;
+mod spend;
+pub mod store;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use breaker::{Admission, Breaker, BreakerConfig, CircuitState, Transition};
 pub use budget::{RetryBudget, RetryBudgetConfig};
+pub use spend::{BudgetAsk, BudgetExceeded, BudgetSnapshot, Budgets, Charge, Reservation};

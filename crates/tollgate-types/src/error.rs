@@ -25,6 +25,8 @@ pub enum ErrorKind {
     RequestTimeout,
     /// Every upstream attempt was rate-limited by its provider. 429.
     RateLimited,
+    /// A budget has no room for the request, with the configured status (402 or 429).
+    BudgetExceeded(u16),
     /// Every upstream attempt failed with an upstream error. 502.
     UpstreamFailed,
     /// Every upstream attempt failed to connect, or no target is available. 503.
@@ -43,7 +45,9 @@ impl ErrorKind {
             ErrorKind::Authentication => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
-            ErrorKind::PolicyDenied(status) | ErrorKind::UpstreamRejected(status) => status,
+            ErrorKind::PolicyDenied(status)
+            | ErrorKind::UpstreamRejected(status)
+            | ErrorKind::BudgetExceeded(status) => status,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::RateLimited => 429,
@@ -70,6 +74,7 @@ impl ErrorKind {
             }
             ErrorKind::Internal => "server_error",
             ErrorKind::PolicyDenied(_) => "policy_denied",
+            ErrorKind::BudgetExceeded(_) => "insufficient_quota",
         }
     }
 
@@ -149,6 +154,10 @@ impl ApiError {
     /// What `x-should-retry` should say, if anything. Official SDKs obey it over their own
     /// rules: a request that cannot succeed as sent is marked so they do not resend it.
     pub fn should_retry(&self) -> Option<bool> {
+        if let ErrorKind::BudgetExceeded(_) = self.kind {
+            // Even as a 429: retrying cannot help until the budget resets or is raised.
+            return Some(false);
+        }
         match self.status() {
             408 | 429 => Some(true),
             400..=499 => Some(false),

@@ -27,3 +27,5 @@ mod dialects;
 mod resilience;
 // Cost of every answer, streamed or not.
 mod cost;
+// Budgets: reserve, settle, the ledger, restarts.
+mod budgets;

@@ -1,0 +1,176 @@
+//! Budgets hold under concurrency, the ledger adds up to the counters exactly, and spend
+//! survives a restart.
+
+use crate::harness::{Gateway, KEY, mock, mock_provider};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+use tollgate_state::store::Store;
+use tollgate_types::Usd;
+
+/// Model `m` on a mock priced high enough that a few dozen requests exhaust `limit_usd` for
+/// the test key, with the embedded store in `data_dir`.
+fn metered(m: &tollgate_mock::MockHandle, data_dir: &Path, limit_usd: f64) -> String {
+    format!(
+        "[spend]\ndata_dir = \"{}\"\nreserve_output_tokens = 64\n\n{}\n\
+         [models.m]\ntargets = [{{ provider = \"a\", model = \"mock\" }}]\n\
+         [prices.\"a/mock\"]\ninput_per_1m = 1000.0\noutput_per_1m = 2000.0\n\
+         [[budgets]]\nkey = \"test\"\nlimit_usd = {limit_usd}\n",
+        data_dir.display(),
+        mock_provider("a", &m.base_url(), "")
+    )
+}
+
+fn request() -> Value {
+    json!({"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+fn usd(v: &Value) -> Usd {
+    Usd::from_dollars(v.as_str().expect("amount").parse().expect("number"))
+}
+
+/// (spent, reserved) of the only budget.
+async fn budget(gw: &Gateway) -> (Usd, Usd) {
+    let v: Value = reqwest::get(format!("{}/admin/budgets", gw.admin_url))
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    let b = &v["budgets"][0];
+    (usd(&b["spent_usd"]), usd(&b["reserved_usd"]))
+}
+
+/// Requests are settled just after their response is written: wait for in-flight ones.
+async fn settled(gw: &Gateway) -> Usd {
+    for _ in 0..100 {
+        let (spent, reserved) = budget(gw).await;
+        if reserved == Usd::ZERO {
+            return spent;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("reservations never settled");
+}
+
+/// The ledger is written in batches off the request path: wait for it to catch up.
+async fn ledger_total(data_dir: &Path, want: Usd) -> Usd {
+    let store = Store::open(data_dir).await.expect("store");
+    let mut total = Usd::ZERO;
+    for _ in 0..100 {
+        total = store.ledger_total("test").await.expect("sum");
+        if total == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.close().await;
+    total
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_clients_never_overspend_and_the_ledger_adds_up() {
+    let m = mock().await;
+    let data = tempfile::tempdir().expect("data dir");
+    let gw = Gateway::start(&metered(&m, data.path(), 1.0)).await;
+    let client = reqwest::Client::new();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("{}/v1/chat/completions", gw.url));
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for _ in 0..4 {
+                    let resp = client
+                        .post(&url)
+                        .bearer_auth(KEY)
+                        .json(&request())
+                        .send()
+                        .await
+                        .expect("send");
+                    let status = resp.status().as_u16();
+                    let retry = resp.headers().get("x-should-retry").cloned();
+                    let cost = resp
+                        .headers()
+                        .get("x-tollgate-cost-usd")
+                        .map(|v| Usd::from_dollars(v.to_str().expect("ascii").parse().expect("n")));
+                    let body: Value = resp.json().await.expect("json");
+                    out.push((status, retry, cost, body));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.extend(t.await.expect("task"));
+    }
+    let (mut charged, mut most, mut refused) = (Usd::ZERO, Usd::ZERO, 0);
+    for (status, retry, cost, body) in &results {
+        match status {
+            200 => {
+                let cost = cost.expect("a priced answer carries its cost");
+                charged = charged.saturating_add(cost);
+                most = most.max(cost);
+            }
+            402 => {
+                refused += 1;
+                assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+                assert_eq!(body["error"]["type"], "insufficient_quota", "{body}");
+                assert_eq!(retry.as_ref().and_then(|v| v.to_str().ok()), Some("false"));
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    assert!(refused > 0, "the budget ran out");
+    assert!(charged > Usd::ZERO);
+    let spent = settled(&gw).await;
+    // The counter is exactly what the answers said they cost, and the cap held.
+    assert_eq!(spent, charged);
+    let limit = Usd::from_dollars(1.0);
+    assert!(
+        spent <= limit.saturating_add(most),
+        "{spent} > {limit} + {most}"
+    );
+    // The durable ledger adds up to the counter to the picodollar.
+    assert_eq!(ledger_total(data.path(), spent).await, spent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spend_survives_a_restart() {
+    let m = mock().await;
+    let data = tempfile::tempdir().expect("data dir");
+    let config = metered(&m, data.path(), 0.5);
+    let mut gw = Gateway::start(&config).await;
+    let mut served = 0;
+    loop {
+        let resp = gw
+            .post("/v1/chat/completions")
+            .json(&request())
+            .send()
+            .await
+            .expect("send");
+        match resp.status().as_u16() {
+            200 => served += 1,
+            402 => break,
+            other => panic!("unexpected status {other}"),
+        }
+        assert!(served < 1000, "the budget never ran out");
+    }
+    let spent = settled(&gw).await;
+    assert!(spent > Usd::ZERO);
+    // A graceful stop writes what is queued; a new process reads it back.
+    gw.signal("TERM");
+    assert!(
+        gw.wait_exit(Duration::from_secs(20)),
+        "gateway did not stop"
+    );
+    let gw = Gateway::start(&config).await;
+    assert_eq!(budget(&gw).await, (spent, Usd::ZERO));
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&request())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 402, "still out of budget after the restart");
+}

@@ -1,0 +1,228 @@
+//! `[spend]` and `[[budgets]]`: where spend is kept, and the caps on it.
+
+use crate::locate::ConfigPath;
+use crate::raw::{RawBudget, RawConfig};
+use crate::validate::Checker;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use tollgate_types::Usd;
+
+/// How often a budget starts again from zero, on UTC calendar boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Period {
+    /// Never.
+    Total,
+    /// At the top of every hour.
+    Hourly,
+    /// At 00:00 UTC.
+    Daily,
+    /// At 00:00 UTC on Mondays.
+    Weekly,
+    /// At 00:00 UTC on the first of the month.
+    Monthly,
+}
+
+impl Period {
+    /// Every period with its config name.
+    pub const ALL: [(&'static str, Period); 5] = [
+        ("total", Period::Total),
+        ("hourly", Period::Hourly),
+        ("daily", Period::Daily),
+        ("weekly", Period::Weekly),
+        ("monthly", Period::Monthly),
+    ];
+
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("total", |(n, _)| n)
+    }
+
+    /// The start, in Unix seconds, of the period that contains `unix` (UTC calendar).
+    pub fn start(self, unix: i64) -> i64 {
+        const DAY: i64 = 86_400;
+        let days = unix.div_euclid(DAY);
+        match self {
+            Period::Total => 0,
+            Period::Hourly => unix - unix.rem_euclid(3_600),
+            Period::Daily => days * DAY,
+            // 1970-01-01 was a Thursday, three days after a Monday.
+            Period::Weekly => (days - (days + 3).rem_euclid(7)) * DAY,
+            Period::Monthly => {
+                let (year, month, _) = civil_from_days(days);
+                days_from_civil(year, month, 1) * DAY
+            }
+        }
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01, proleptic Gregorian (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The day count since 1970-01-01 of a date (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = year - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// One `[[budgets]]` entry: a cap on the spend of the requests it selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetConfig {
+    /// Unique name; spend is stored under it, so renaming a budget starts it afresh.
+    pub name: String,
+    /// Only requests made with this virtual key (by name).
+    pub key: Option<String>,
+    /// Only requests of this tenant.
+    pub tenant: Option<String>,
+    /// Only requests for this model alias.
+    pub model: Option<String>,
+    /// The cap.
+    pub limit: Usd,
+    /// When it resets.
+    pub period: Period,
+}
+
+impl BudgetConfig {
+    /// Whether a request by `key` of `tenant` for `model` counts against this budget.
+    pub fn applies(&self, key: Option<&str>, tenant: Option<&str>, model: &str) -> bool {
+        let matches = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == have)
+        };
+        matches(&self.key, key)
+            && matches(&self.tenant, tenant)
+            && matches(&self.model, Some(model))
+    }
+}
+
+/// `[spend]`, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendSettings {
+    /// Where the embedded store keeps its SQLite file.
+    pub data_dir: PathBuf,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub reserve_output_tokens: u32,
+    /// The status of a request refused for budget: 402 (default) or 429.
+    pub exceeded_status: u16,
+}
+
+pub(crate) fn check_spend(
+    raw: &RawConfig,
+    path: &ConfigPath,
+    ck: &mut Checker<'_>,
+) -> SpendSettings {
+    let s = &raw.spend;
+    let exceeded_status = s.exceeded_status.unwrap_or(402);
+    if !matches!(exceeded_status, 402 | 429) {
+        ck.error(&path.key("exceeded_status"), "must be 402 or 429");
+    }
+    SpendSettings {
+        // Relative to the working directory, like any data directory a service is given.
+        data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or("./.tollgate")),
+        reserve_output_tokens: s.reserve_output_tokens.unwrap_or(4096),
+        exceeded_status,
+    }
+}
+
+pub(crate) fn check_budgets(
+    raw: &RawConfig,
+    path: &ConfigPath,
+    ck: &mut Checker<'_>,
+) -> Vec<BudgetConfig> {
+    let key_names: HashSet<&str> = raw.keys.iter().map(|k| k.name.as_str()).collect();
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, b) in raw.budgets.iter().enumerate() {
+        let bp = path.index(i);
+        let name = b.name.clone().unwrap_or_else(|| default_name(b));
+        if !names.insert(name.clone()) {
+            ck.error(
+                &bp,
+                format!("two budgets are named {name:?}: give each a `name`"),
+            );
+        }
+        if let Some(k) = &b.key
+            && !key_names.contains(k.as_str())
+        {
+            ck.error(&bp.key("key"), format!("unknown key {k:?}"));
+        }
+        if let Some(m) = &b.model
+            && !raw.models.contains_key(m)
+        {
+            ck.error(&bp.key("model"), format!("unknown model {m:?}"));
+        }
+        if !(b.limit_usd.is_finite() && b.limit_usd >= 0.0) {
+            ck.error(&bp.key("limit_usd"), "must be a non-negative number");
+        }
+        let period = b.period.as_deref().unwrap_or("total");
+        let Some(period) = Period::ALL
+            .iter()
+            .find(|(n, _)| *n == period)
+            .map(|(_, p)| *p)
+        else {
+            ck.error(
+                &bp.key("period"),
+                "expected `total`, `hourly`, `daily`, `weekly` or `monthly`",
+            );
+            continue;
+        };
+        out.push(BudgetConfig {
+            name,
+            key: b.key.clone(),
+            tenant: b.tenant.clone(),
+            model: b.model.clone(),
+            limit: Usd::from_dollars(b.limit_usd),
+            period,
+        });
+    }
+    out
+}
+
+/// `key:NAME/model:ALIAS/daily`, from what the budget selects.
+fn default_name(b: &RawBudget) -> String {
+    let mut parts: Vec<String> = [("key", &b.key), ("tenant", &b.tenant), ("model", &b.model)]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}:{v}")))
+        .collect();
+    if parts.is_empty() {
+        parts.push("all".to_owned());
+    }
+    parts.push(b.period.clone().unwrap_or_else(|| "total".to_owned()));
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Period;
+
+    #[test]
+    fn periods_start_on_utc_calendar_boundaries() {
+        let t = 1_796_042_096; // 2026-11-30 12:34:56 UTC, a Monday
+        assert_eq!(Period::Total.start(t), 0);
+        assert_eq!(Period::Hourly.start(t), 1_796_040_000); // 12:00
+        assert_eq!(Period::Daily.start(t), 1_795_996_800); // 2026-11-30
+        assert_eq!(Period::Weekly.start(t), 1_795_996_800); // that Monday
+        assert_eq!(Period::Monthly.start(t), 1_793_491_200); // 2026-11-01
+        let leap = 1_709_251_199; // 2024-02-29 23:59:59, a Thursday
+        assert_eq!(Period::Monthly.start(leap), 1_706_745_600); // 2024-02-01
+        assert_eq!(Period::Weekly.start(leap), 1_708_905_600); // Monday 2024-02-26
+        assert_eq!(Period::Monthly.start(leap + 1), 1_709_251_200); // 2024-03-01
+    }
+}

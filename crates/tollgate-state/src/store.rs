@@ -1,0 +1,232 @@
+//! The embedded store: what each budget spent per period, and the ledger of every request, in
+//! one SQLite file (`spend.db`, WAL) under the config's `data_dir`.
+//!
+//! Written in batches off the request path ([`Store::write`]); read at start
+//! ([`Store::load_spend`]) so spend survives a restart. Money is stored as integer
+//! picodollars, so the ledger and the budget rows add up exactly.
+
+use crate::spend::Charge;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::{Path, PathBuf};
+use tollgate_types::Usd;
+
+/// Errors of the embedded store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database could not be opened, migrated, read or written.
+    #[error("spend store {path}: {source}")]
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: sqlx::Error,
+    },
+}
+
+/// One request, as the ledger keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Our request id.
+    pub request_id: String,
+    /// When it finished, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The virtual key's name.
+    pub key: Option<String>,
+    /// Its tenant.
+    pub tenant: Option<String>,
+    /// The model alias asked for.
+    pub model: String,
+    /// The provider that answered.
+    pub provider: Option<String>,
+    /// The upstream model that answered.
+    pub upstream_model: Option<String>,
+    /// Prompt tokens, cached included.
+    pub input_tokens: u64,
+    /// Generated tokens.
+    pub output_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cached_input_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write_tokens: u64,
+    /// What the request cost.
+    pub cost: Usd,
+    /// The status sent to the client.
+    pub status: u16,
+    /// Whole-request latency, ms.
+    pub latency_ms: u64,
+    /// Time to first token, ms, for streams.
+    pub ttft_ms: Option<u64>,
+    /// The budgets it was charged to.
+    pub charges: Vec<Charge>,
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS budget_spend (
+    budget TEXT NOT NULL,
+    period_start INTEGER NOT NULL,
+    spent_picos INTEGER NOT NULL,
+    PRIMARY KEY (budget, period_start)
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    request_id TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    key TEXT,
+    tenant TEXT,
+    model TEXT NOT NULL,
+    provider TEXT,
+    upstream_model TEXT,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cost_picos INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    ttft_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at_ms);
+CREATE INDEX IF NOT EXISTS ledger_key_at ON ledger (key, at_ms);
+CREATE INDEX IF NOT EXISTS ledger_model_at ON ledger (model, at_ms);
+";
+
+/// SQLite integers are signed 64-bit: amounts and counts above that are clamped.
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating if needed) `spend.db` in `dir`.
+    pub async fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join("spend.db");
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL is durable across a process crash; only a power loss can drop
+            // the last batch.
+            .synchronous(SqliteSynchronous::Normal);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(sql)?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(sql)?;
+        Ok(Store { pool, path })
+    }
+
+    fn sql(&self, source: sqlx::Error) -> StoreError {
+        StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Each budget's latest period and what it spent in it.
+    pub async fn load_spend(&self) -> Result<Vec<(String, i64, Usd)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT budget, period_start, spent_picos FROM budget_spend AS s
+             WHERE period_start = (SELECT MAX(period_start) FROM budget_spend
+                                   WHERE budget = s.budget)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.sql(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let picos: i64 = r.get(2);
+                (
+                    r.get::<String, _>(0),
+                    r.get::<i64, _>(1),
+                    Usd::from_picos(u64::try_from(picos).unwrap_or(0)),
+                )
+            })
+            .collect())
+    }
+
+    /// Writes `batch` in one transaction: its ledger rows, and its charges added to the
+    /// budgets' spend.
+    pub async fn write(&self, batch: &[LedgerEntry]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.sql(e))?;
+        for e in batch {
+            sqlx::query(
+                "INSERT INTO ledger (request_id, at_ms, key, tenant, model, provider,
+                    upstream_model, input_tokens, output_tokens, cached_input_tokens,
+                    cache_write_tokens, cost_picos, status, latency_ms, ttft_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.request_id)
+            .bind(e.at_ms)
+            .bind(&e.key)
+            .bind(&e.tenant)
+            .bind(&e.model)
+            .bind(&e.provider)
+            .bind(&e.upstream_model)
+            .bind(int(e.input_tokens))
+            .bind(int(e.output_tokens))
+            .bind(int(e.cached_input_tokens))
+            .bind(int(e.cache_write_tokens))
+            .bind(int(e.cost.picos()))
+            .bind(i64::from(e.status))
+            .bind(int(e.latency_ms))
+            .bind(e.ttft_ms.map(int))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.sql(e))?;
+            for c in &e.charges {
+                sqlx::query(
+                    "INSERT INTO budget_spend (budget, period_start, spent_picos) VALUES (?, ?, ?)
+                     ON CONFLICT (budget, period_start)
+                     DO UPDATE SET spent_picos = spent_picos + excluded.spent_picos",
+                )
+                .bind(&*c.name)
+                .bind(c.period_start)
+                .bind(int(c.amount.picos()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.sql(e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| self.sql(e))
+    }
+
+    /// The sum of the ledger's costs for requests made with `key` (for reconciliation).
+    pub async fn ledger_total(&self, key: &str) -> Result<Usd, StoreError> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COALESCE(SUM(cost_picos), 0) FROM ledger WHERE key = ?")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.sql(e))?;
+        Ok(Usd::from_picos(u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// Closes the pool, flushing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}

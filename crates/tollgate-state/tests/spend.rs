@@ -1,0 +1,139 @@
+//! Budgets under concurrency, across periods, and through the SQLite store.
+
+use std::sync::Arc;
+use tollgate_state::store::{LedgerEntry, Store};
+use tollgate_state::{BudgetAsk, Budgets};
+use tollgate_types::Usd;
+
+fn dollars(d: f64) -> Usd {
+    Usd::from_dollars(d)
+}
+
+fn ask(name: &str, limit: f64, period_start: i64) -> BudgetAsk<'_> {
+    BudgetAsk {
+        name,
+        limit: dollars(limit),
+        period_start,
+    }
+}
+
+#[test]
+fn concurrent_calls_never_commit_more_than_the_limit() {
+    let budgets = Arc::new(Budgets::default());
+    let limit = 1.0;
+    // 64 threads, each reserving $0.03 and settling a varying actual cost at or below it.
+    let handles: Vec<_> = (0..64u64)
+        .map(|t| {
+            let budgets = budgets.clone();
+            std::thread::spawn(move || {
+                let mut settled = Usd::ZERO;
+                for i in 0..200u64 {
+                    let Ok(r) = budgets.reserve(&[ask("team", limit, 0)], dollars(0.03)) else {
+                        continue;
+                    };
+                    let actual = Usd::from_picos(dollars(0.01).picos() + (t * 7 + i) % 1_000_000);
+                    settled = settled.saturating_add(actual);
+                    let charges = budgets.settle(r, actual);
+                    assert_eq!(charges.len(), 1);
+                }
+                settled
+            })
+        })
+        .collect();
+    let total = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .fold(Usd::ZERO, Usd::saturating_add);
+    let snap = &budgets.snapshot()[0];
+    assert_eq!(snap.reserved, Usd::ZERO);
+    // Every settled cent is counted, and the cap held (actual costs never exceeded reserves).
+    assert_eq!(snap.spent, total);
+    assert!(snap.spent <= dollars(limit), "{} > {limit}", snap.spent);
+    // It ran out: what is left is less than one reservation.
+    assert!(dollars(limit).saturating_sub(snap.spent) < dollars(0.03));
+}
+
+#[test]
+fn a_reservation_is_all_or_nothing_across_budgets() {
+    let budgets = Budgets::default();
+    let r = budgets
+        .reserve(&[ask("key", 1.0, 0), ask("tenant", 0.5, 0)], dollars(0.4))
+        .expect("room in both");
+    let refused = budgets
+        .reserve(&[ask("key", 1.0, 0), ask("tenant", 0.5, 0)], dollars(0.2))
+        .expect_err("tenant is full");
+    assert_eq!(refused.name, "tenant");
+    // The refusal held nothing on `key`.
+    let key = budgets
+        .snapshot()
+        .into_iter()
+        .find(|b| b.name == "key")
+        .expect("key");
+    assert_eq!(key.reserved, dollars(0.4));
+    budgets.settle(r, dollars(0.1));
+    let snap = budgets.snapshot();
+    assert!(
+        snap.iter()
+            .all(|b| b.spent == dollars(0.1) && b.reserved == Usd::ZERO)
+    );
+}
+
+#[test]
+fn a_new_period_starts_from_zero_and_late_settlements_count_in_it() {
+    let budgets = Budgets::default();
+    let held = budgets
+        .reserve(&[ask("daily", 1.0, 100)], dollars(0.9))
+        .expect("room");
+    assert!(
+        budgets
+            .reserve(&[ask("daily", 1.0, 100)], dollars(0.2))
+            .is_err()
+    );
+    // The next day: the old reservation is forgotten, so there is room again.
+    let next = budgets
+        .reserve(&[ask("daily", 1.0, 200)], dollars(0.5))
+        .expect("new period");
+    let charges = budgets.settle(held, dollars(0.3));
+    assert_eq!(charges[0].period_start, 200);
+    budgets.settle(next, dollars(0.5));
+    let snap = &budgets.snapshot()[0];
+    assert_eq!(
+        (snap.period_start, snap.spent, snap.reserved),
+        (200, dollars(0.8), Usd::ZERO)
+    );
+}
+
+#[tokio::test]
+async fn spend_and_ledger_survive_a_restart_and_add_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(dir.path()).await.expect("open");
+    let budgets = Budgets::default();
+    let mut batch = Vec::new();
+    for i in 0..10u64 {
+        let r = budgets
+            .reserve(&[ask("k", 1.0, 0)], dollars(0.05))
+            .expect("room");
+        let cost = Usd::from_picos(12_345_678 * (i + 1));
+        batch.push(LedgerEntry {
+            request_id: format!("r{i}"),
+            key: Some("k".into()),
+            model: "m".into(),
+            cost,
+            status: 200,
+            charges: budgets.settle(r, cost),
+            ..LedgerEntry::default()
+        });
+    }
+    store.write(&batch[..4]).await.expect("write");
+    store.write(&batch[4..]).await.expect("write");
+    store.close().await;
+    // A new process: the counters come back from the store, equal to the ledger's sum.
+    let store = Store::open(dir.path()).await.expect("reopen");
+    let restored = Budgets::default();
+    for (name, period_start, spent) in store.load_spend().await.expect("load") {
+        restored.restore(&name, period_start, spent);
+    }
+    let spent = restored.snapshot()[0].spent;
+    assert_eq!(spent, budgets.snapshot()[0].spent);
+    assert_eq!(store.ledger_total("k").await.expect("sum"), spent);
+}
