@@ -44,6 +44,7 @@ pub fn dry_run(
         &mut req,
         &model,
         &HealthRegistry::default(),
+        &tollgate_proxy::spend::Spend::in_memory(),
     );
     let lines = tollgate_policy::PolicyEngine::take_trace();
     let mut out = std::io::stdout();

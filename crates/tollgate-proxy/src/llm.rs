@@ -143,10 +143,12 @@ pub async fn serve(
         .checked_add(budget)
         .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
     let targets = match &mut payload {
-        Payload::Chat(req) => match route_chat(ctx, session.req_header(), req, model, health) {
-            Ok(t) => t,
-            Err(e) => return send_error(session, ctx, &e).await,
-        },
+        Payload::Chat(req) => {
+            match route_chat(ctx, session.req_header(), req, model, health, spend) {
+                Ok(t) => t,
+                Err(e) => return send_error(session, ctx, &e).await,
+            }
+        }
         Payload::Embeddings(_) => state.attempt_order(model, health),
     };
     if let Err(e) = spend.reserve(ctx, &payload, &targets) {

@@ -4,6 +4,7 @@
 use crate::context::RequestCtx;
 use crate::health::HealthRegistry;
 use crate::live::LiveState;
+use crate::spend::Spend;
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 use tollgate_config::{ModelConfig, OnPolicyError, Target};
@@ -11,7 +12,7 @@ use tollgate_policy::{
     ContextData, ContextView, ErrorKind as PolicyErrorKind, Identity, PolicyError, RequestVerdict,
     RequestView, RouteDecision, Script,
 };
-use tollgate_types::{ApiError, ChatRequest, ErrorKind, Message};
+use tollgate_types::{ApiError, ChatRequest, ErrorKind, Message, Usd};
 
 /// Decides the targets for a chat request, applying any changes its policy makes to `req`.
 pub fn route_chat(
@@ -20,6 +21,7 @@ pub fn route_chat(
     req: &mut ChatRequest,
     model: &ModelConfig,
     health: &HealthRegistry,
+    spend: &Spend,
 ) -> Result<Vec<Target>, ApiError> {
     let state = ctx.state.clone();
     let Some((path, script)) = model
@@ -29,7 +31,11 @@ pub fn route_chat(
         return Ok(state.attempt_order(model, health));
     };
     let started = std::time::Instant::now();
-    let mut run = || run_policy(ctx, &state, script, headers, req, model, health);
+    let shared = Shared {
+        health,
+        budget_remaining: spend.remaining(ctx).map(Usd::dollars),
+    };
+    let mut run = || run_policy(ctx, &state, script, headers, req, model, &shared);
     // Scripts are synchronous and run on the worker thread. One that is new or has been slow
     // lately (for instance into its deadline) runs with `block_in_place`, so the requests
     // queued on this worker move to another thread rather than wait behind it, and throttled
@@ -79,12 +85,12 @@ fn run_policy(
     headers: &RequestHeader,
     req: &mut ChatRequest,
     model: &ModelConfig,
-    health: &HealthRegistry,
+    shared: &Shared<'_>,
 ) -> Result<Vec<Target>, Outcome> {
     let engine = &state.policies.engine;
     let mut model = model;
     let mut view = request_view(ctx, state, headers, req);
-    let context = context_view(state, model, health);
+    let context = context_view(state, model, shared);
     if script.has_on_request {
         match engine.on_request(script, &view, &context).map_err(Failed)? {
             RequestVerdict::Allow => {}
@@ -119,11 +125,11 @@ fn run_policy(
         }
     }
     if !script.has_route {
-        return Ok(state.attempt_order(model, health));
+        return Ok(state.attempt_order(model, shared.health));
     }
-    let context = context_view(state, model, health);
+    let context = context_view(state, model, shared);
     let Some(decision) = engine.route(script, &view, &context).map_err(Failed)? else {
-        return Ok(state.attempt_order(model, health));
+        return Ok(state.attempt_order(model, shared.health));
     };
     apply_decision(ctx, state, script, req, decision).map_err(Failed)
 }
@@ -240,16 +246,24 @@ fn request_view(
     RequestView::new(req, identity, ctx.tags.clone(), metadata, visible)
 }
 
-fn context_view(state: &LiveState, model: &ModelConfig, health: &HealthRegistry) -> ContextView {
+/// What scripts see of the state outside the live config.
+struct Shared<'a> {
+    health: &'a HealthRegistry,
+    /// The least room left in the request's budgets, in USD.
+    budget_remaining: Option<f64>,
+}
+
+fn context_view(state: &LiveState, model: &ModelConfig, shared: &Shared<'_>) -> ContextView {
     let targets: Vec<String> = model.targets.iter().map(Target::id).collect();
     let health = targets
         .iter()
-        .map(|t| (t.clone(), health.snapshot(t)))
+        .map(|t| (t.clone(), shared.health.snapshot(t)))
         .collect();
     ContextView(Arc::new(ContextData {
         targets,
         health,
         prices: state.prices.clone(),
+        budget_remaining: shared.budget_remaining,
         ..ContextData::now()
     }))
 }

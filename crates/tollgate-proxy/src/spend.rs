@@ -129,6 +129,22 @@ impl Spend {
         }
     }
 
+    /// The least room left in the budgets that apply to the request (for scripts' `ctx`).
+    pub fn remaining(&self, ctx: &RequestCtx) -> Option<Usd> {
+        let model = ctx.model.as_deref()?;
+        let now = unix_now();
+        ctx.state
+            .config
+            .budgets
+            .iter()
+            .filter(|b| b.applies(ctx.key_name.as_deref(), ctx.tenant.as_deref(), model))
+            .map(|b| {
+                let committed = self.budgets.committed(&b.name, b.period.start(now));
+                b.limit.saturating_sub(committed)
+            })
+            .min()
+    }
+
     /// Settles the request's reservation with what it cost, and queues its ledger entry.
     pub fn settle(&self, ctx: &mut RequestCtx) {
         let cost = ctx.cost.unwrap_or(Usd::ZERO);

@@ -194,6 +194,20 @@ impl Budgets {
         }
     }
 
+    /// What `name` has spent and reserved in the period starting at `period_start` (nothing
+    /// when its counter is in an older period, or unknown).
+    pub fn committed(&self, name: &str, period_start: i64) -> Usd {
+        let read = self.counters.read().unwrap_or_else(PoisonError::into_inner);
+        read.get(name).map_or(Usd::ZERO, |c| {
+            let c = c.lock().unwrap_or_else(PoisonError::into_inner);
+            if c.period_start < period_start {
+                Usd::ZERO
+            } else {
+                c.spent.saturating_add(c.reserved)
+            }
+        })
+    }
+
     /// Every budget's state, by name.
     pub fn snapshot(&self) -> Vec<BudgetSnapshot> {
         let read = self.counters.read().unwrap_or_else(PoisonError::into_inner);

@@ -174,3 +174,56 @@ async fn spend_survives_a_restart() {
         .expect("send");
     assert_eq!(resp.status(), 402, "still out of budget after the restart");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_falls_back_to_a_cheaper_model_as_the_budget_runs_down() {
+    let m = mock().await;
+    let data = tempfile::tempdir().expect("data dir");
+    let script = data.path().join("thrifty.rhai");
+    std::fs::write(
+        &script,
+        "fn route(req, ctx) {\n    let left = ctx.budget_remaining;\n    \
+         if left == () || left > 0.5 { \"a/mock\" } else { \"a/cheap\" }\n}\n",
+    )
+    .expect("script");
+    let config = metered(&m, data.path(), 1.0).replace(
+        "[models.m]\ntargets = [{ provider = \"a\", model = \"mock\" }]\n",
+        &format!(
+            "[models.m]\npolicy = \"{}\"\ntargets = [{{ provider = \"a\", model = \"mock\" }}, \
+             {{ provider = \"a\", model = \"cheap\" }}]\n\
+             [prices.\"a/cheap\"]\ninput_per_1m = 100.0\noutput_per_1m = 200.0\n",
+            script.display()
+        ),
+    );
+    let gw = Gateway::start(&config).await;
+    let mut served = Vec::new();
+    for _ in 0..2000 {
+        let resp = gw
+            .post("/v1/chat/completions")
+            .json(&request())
+            .send()
+            .await
+            .expect("send");
+        if resp.status() == 402 {
+            break;
+        }
+        assert_eq!(resp.status(), 200);
+        let model = resp.headers()["x-tollgate-model"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        served.push(model);
+    }
+    let switch = served
+        .iter()
+        .position(|m| m == "cheap")
+        .expect("switched to cheap");
+    assert!(
+        switch > 0,
+        "the frontier model served while the budget was fresh"
+    );
+    assert!(
+        served[switch..].iter().all(|m| m == "cheap"),
+        "once past half the budget, only the cheap model: {served:?}"
+    );
+}
