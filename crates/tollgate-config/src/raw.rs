@@ -40,6 +40,31 @@ pub struct RawConfig {
     /// Caps on spend.
     #[serde(default)]
     pub budgets: Vec<RawBudget>,
+    /// Requests and tokens per minute.
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+}
+
+/// `[[rate_limits]]`: requests and/or tokens per minute for the requests that match every
+/// selector given, counted per `per` entity.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Unique name. Default: built from the selectors, e.g. `per:key`.
+    pub name: Option<String>,
+    /// Count separately for each `key`, `tenant`, `user` (`x-tollgate-user` or the body's
+    /// `user`) or `model`. Default: one count for everything the rule selects.
+    pub per: Option<String>,
+    /// Only requests made with this virtual key (its `name`).
+    pub key: Option<String>,
+    /// Only requests of this tenant.
+    pub tenant: Option<String>,
+    /// Only requests for this model alias.
+    pub model: Option<String>,
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens (prompt and output) per minute.
+    pub tpm: Option<u64>,
 }
 
 /// `[spend]`

@@ -1,4 +1,5 @@
-//! `[spend]` and `[[budgets]]`: where spend is kept, and the caps on it.
+//! `[spend]`, `[[budgets]]` and `[[rate_limits]]`: where spend is kept, and the caps on it
+//! and on request rates.
 
 use crate::locate::ConfigPath;
 use crate::raw::{RawBudget, RawConfig};
@@ -206,6 +207,124 @@ fn default_name(b: &RawBudget) -> String {
     }
     parts.push(b.period.clone().unwrap_or_else(|| "total".to_owned()));
     parts.join("/")
+}
+
+/// What a rate limit counts separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Per {
+    /// Each virtual key.
+    Key,
+    /// Each tenant.
+    Tenant,
+    /// Each end user (`x-tollgate-user`, or the body's `user`).
+    User,
+    /// Each model alias.
+    Model,
+}
+
+/// One `[[rate_limits]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Unique name; part of every bucket's name.
+    pub name: String,
+    /// What is counted separately; `None`: one count for all it selects.
+    pub per: Option<Per>,
+    /// Only requests made with this virtual key.
+    pub key: Option<String>,
+    /// Only requests of this tenant.
+    pub tenant: Option<String>,
+    /// Only requests for this model alias.
+    pub model: Option<String>,
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+}
+
+impl RateLimitConfig {
+    /// Whether a request by `key` of `tenant` for `model` is limited by this rule.
+    pub fn applies(&self, key: Option<&str>, tenant: Option<&str>, model: &str) -> bool {
+        let matches = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == have)
+        };
+        matches(&self.key, key)
+            && matches(&self.tenant, tenant)
+            && matches(&self.model, Some(model))
+    }
+}
+
+pub(crate) fn check_rate_limits(
+    raw: &RawConfig,
+    path: &ConfigPath,
+    ck: &mut Checker<'_>,
+) -> Vec<RateLimitConfig> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.rate_limits.iter().enumerate() {
+        let rp = path.index(i);
+        let per = match r.per.as_deref() {
+            None => None,
+            Some("key") => Some(Per::Key),
+            Some("tenant") => Some(Per::Tenant),
+            Some("user") => Some(Per::User),
+            Some("model") => Some(Per::Model),
+            Some(_) => {
+                ck.error(
+                    &rp.key("per"),
+                    "expected `key`, `tenant`, `user` or `model`",
+                );
+                None
+            }
+        };
+        let name = r.name.clone().unwrap_or_else(|| {
+            let mut parts: Vec<String> =
+                [("key", &r.key), ("tenant", &r.tenant), ("model", &r.model)]
+                    .iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}:{v}")))
+                    .collect();
+            if let Some(p) = &r.per {
+                parts.push(format!("per:{p}"));
+            }
+            if parts.is_empty() {
+                parts.push("all".to_owned());
+            }
+            parts.join("/")
+        });
+        if !names.insert(name.clone()) {
+            ck.error(
+                &rp,
+                format!("two rate limits are named {name:?}: give each a `name`"),
+            );
+        }
+        if r.rpm.is_none() && r.tpm.is_none() {
+            ck.error(&rp, "set `rpm`, `tpm` or both");
+        }
+        for (field, v) in [("rpm", r.rpm), ("tpm", r.tpm)] {
+            if v == Some(0) {
+                ck.error(&rp.key(field), "must be at least 1");
+            }
+        }
+        if let Some(m) = &r.model
+            && !raw.models.contains_key(m)
+        {
+            ck.error(&rp.key("model"), format!("unknown model {m:?}"));
+        }
+        if let Some(k) = &r.key
+            && !raw.keys.iter().any(|rk| &rk.name == k)
+        {
+            ck.error(&rp.key("key"), format!("unknown key {k:?}"));
+        }
+        out.push(RateLimitConfig {
+            name,
+            per,
+            key: r.key.clone(),
+            tenant: r.tenant.clone(),
+            model: r.model.clone(),
+            rpm: r.rpm,
+            tpm: r.tpm,
+        });
+    }
+    out
 }
 
 #[cfg(test)]

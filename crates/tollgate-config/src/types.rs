@@ -35,6 +35,8 @@ pub struct Config {
     pub spend: crate::spend::SpendSettings,
     /// Caps on spend.
     pub budgets: Vec<crate::spend::BudgetConfig>,
+    /// Requests and tokens per minute.
+    pub rate_limits: Vec<crate::spend::RateLimitConfig>,
 }
 
 /// `[shared]`, validated.

@@ -219,6 +219,7 @@ fn check(
         shared: check_shared(&raw, &root.key("shared"), ck),
         spend: crate::spend::check_spend(&raw, &root.key("spend"), ck),
         budgets: crate::spend::check_budgets(&raw, &root.key("budgets"), ck),
+        rate_limits: crate::spend::check_rate_limits(&raw, &root.key("rate_limits"), ck),
     }
 }
 

@@ -73,6 +73,10 @@ pub struct RequestCtx {
     pub request_bytes: usize,
     /// What the request holds against its budgets until it settles.
     pub reservation: Option<Reservation>,
+    /// Token buckets charged an estimate, to settle with the actual tokens.
+    pub token_charges: Vec<crate::spend::TokenCharge>,
+    /// `x-ratelimit-*` headers for the answer.
+    pub rate_headers: Vec<(&'static str, String)>,
     /// Time to first token, for streams.
     pub ttft: Option<Duration>,
     /// What went wrong, for the request log.
@@ -109,6 +113,8 @@ impl RequestCtx {
             cost: None,
             request_bytes: 0,
             reservation: None,
+            token_charges: Vec::new(),
+            rate_headers: Vec::new(),
             ttft: None,
             error: None,
         }

@@ -37,6 +37,7 @@ fn served_headers(ctx: &RequestCtx) -> Vec<(&'static str, String)> {
     if let Some(cost) = ctx.cost {
         h.push(("x-tollgate-cost-usd", cost.to_string()));
     }
+    h.extend(ctx.rate_headers.iter().cloned());
     h
 }
 

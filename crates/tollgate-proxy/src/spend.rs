@@ -1,5 +1,6 @@
-//! Budgets on the request path: reserve the worst case before the first attempt, settle the
-//! actual cost when the request ends, and queue its ledger entry for the store.
+//! What requests may consume, on the request path: rate limits admit a request or refuse it
+//! with 429; budgets reserve its worst case before the first attempt; when it ends, both are
+//! settled with what it actually used, and its ledger entry is queued for the store.
 
 use crate::context::RequestCtx;
 use crate::live::LiveState;
@@ -8,11 +9,12 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
-use tollgate_config::Target;
+use tollgate_config::{Per, Target};
 use tollgate_state::store::{LedgerEntry, Store, StoreError};
-use tollgate_state::{BudgetAsk, Budgets};
+use tollgate_state::{BudgetAsk, Budgets, Rate, RateLimits, Standing};
 use tollgate_types::{ApiError, ErrorKind, Usage, Usd};
 
 /// Ledger entries waiting for the store; beyond this many, new ones are dropped and counted
@@ -21,12 +23,27 @@ const LEDGER_QUEUE: usize = 100_000;
 /// Entries written per transaction at most.
 const LEDGER_BATCH: usize = 512;
 
-/// Budget counters and the way to the durable store. Outlives reloads.
+/// Budget counters, rate-limit buckets, and the way to the durable store. Outlives reloads.
 #[derive(Debug, Default)]
 pub struct Spend {
     /// Every budget's counters.
     pub budgets: Budgets,
+    /// Every rate limit's buckets.
+    pub rates: RateLimits,
+    /// Admissions so far, to sweep idle buckets now and then.
+    admissions: AtomicU64,
     ledger: Option<mpsc::Sender<LedgerEntry>>,
+}
+
+/// Idle rate-limit buckets are swept every this many admissions.
+const SWEEP_EVERY: u64 = 4096;
+
+/// A token bucket a request took its estimate from, settled with its actual tokens.
+#[derive(Debug)]
+pub struct TokenCharge {
+    bucket: String,
+    rate: Rate,
+    estimated: u64,
 }
 
 fn unix_now() -> i64 {
@@ -69,9 +86,102 @@ impl Spend {
             Spend {
                 budgets,
                 ledger: Some(tx),
+                ..Spend::default()
             },
             service,
         ))
+    }
+
+    /// Admits the request under every rate limit that applies, or refuses it with 429 and
+    /// `retry-after`. Requests count 1; tokens count an estimate of the prompt (a quarter of
+    /// the body's bytes) now, and are settled with the reported tokens when the request ends.
+    pub fn admit(&self, ctx: &mut RequestCtx, user: Option<&str>) -> Result<(), ApiError> {
+        let state = ctx.state.clone();
+        let rules = &state.config.rate_limits;
+        let Some(model) = ctx.model.clone() else {
+            return Ok(());
+        };
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if self
+            .admissions
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
+            self.rates.sweep(now);
+        }
+        let estimated = u64::try_from(ctx.request_bytes / 4 + 1).unwrap_or(u64::MAX);
+        let mut taken: Vec<(String, Rate, u64, bool)> = Vec::new();
+        let (mut requests, mut tokens): (Option<Standing>, Option<Standing>) = (None, None);
+        let key = ctx.key_name.as_deref();
+        let tenant = ctx.tenant.as_deref();
+        for rule in rules.iter().filter(|r| r.applies(key, tenant, &model)) {
+            let entity = match rule.per {
+                None => Some("*"),
+                Some(Per::Key) => key,
+                Some(Per::Tenant) => tenant,
+                Some(Per::User) => user,
+                Some(Per::Model) => Some(model.as_str()),
+            };
+            // A per-user rule does not limit requests that name no user.
+            let Some(entity) = entity else { continue };
+            for (is_tokens, per_minute, n) in [(false, rule.rpm, 1), (true, rule.tpm, estimated)] {
+                let Some(per_minute) = per_minute else {
+                    continue;
+                };
+                let rate = Rate { per_minute };
+                let kind = if is_tokens { "tpm" } else { "rpm" };
+                let bucket = format!("{kind}|{}|{entity}", rule.name);
+                match self.rates.take(&bucket, rate, n, now) {
+                    Ok(standing) => {
+                        let tightest = if is_tokens {
+                            &mut tokens
+                        } else {
+                            &mut requests
+                        };
+                        if tightest.is_none_or(|t| standing.remaining < t.remaining) {
+                            *tightest = Some(standing);
+                        }
+                        taken.push((bucket, rate, n, is_tokens));
+                    }
+                    Err(limited) => {
+                        // All or nothing: give back what this request already took.
+                        for (bucket, rate, n, _) in &taken {
+                            self.rates.adjust(
+                                bucket,
+                                *rate,
+                                -i64::try_from(*n).unwrap_or(i64::MAX),
+                                now,
+                            );
+                        }
+                        let what = if is_tokens { "tokens" } else { "requests" };
+                        let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                        return Err(ApiError::new(
+                            ErrorKind::RateLimited,
+                            format!(
+                                "rate limit {:?} reached: {per_minute} {what} per minute; retry in {secs} s",
+                                rule.name
+                            ),
+                        )
+                        .with_code("rate_limit_exceeded")
+                        .with_retry_after(Some(secs)));
+                    }
+                }
+            }
+        }
+        ctx.rate_headers = rate_headers(requests, tokens);
+        ctx.token_charges = taken
+            .into_iter()
+            .filter(|(_, _, _, is_tokens)| *is_tokens)
+            .map(|(bucket, rate, estimated, _)| TokenCharge {
+                bucket,
+                rate,
+                estimated,
+            })
+            .collect();
+        Ok(())
     }
 
     /// Reserves the request's worst-case cost against every budget that applies to it, or
@@ -145,8 +255,19 @@ impl Spend {
             .min()
     }
 
-    /// Settles the request's reservation with what it cost, and queues its ledger entry.
+    /// Settles the request's token buckets and reservation with what it used and cost, and
+    /// queues its ledger entry.
     pub fn settle(&self, ctx: &mut RequestCtx) {
+        let now = Instant::now();
+        for charge in ctx.token_charges.drain(..) {
+            // Without reported usage the estimate stands.
+            let actual = ctx.usage.map_or(charge.estimated, |u| {
+                u.input_tokens.saturating_add(u.output_tokens)
+            });
+            let delta = i64::try_from(actual).unwrap_or(i64::MAX)
+                - i64::try_from(charge.estimated).unwrap_or(i64::MAX);
+            self.rates.adjust(&charge.bucket, charge.rate, delta, now);
+        }
         let cost = ctx.cost.unwrap_or(Usd::ZERO);
         let charges = ctx
             .reservation
@@ -215,6 +336,26 @@ impl Spend {
             .collect();
         serde_json::json!({ "budgets": budgets })
     }
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the tightest request and token buckets.
+fn rate_headers(
+    requests: Option<Standing>,
+    tokens: Option<Standing>,
+) -> Vec<(&'static str, String)> {
+    let mut h = Vec::new();
+    let reset = |d: std::time::Duration| format!("{:.3}s", d.as_secs_f64());
+    if let Some(s) = requests {
+        h.push(("x-ratelimit-limit-requests", s.limit.to_string()));
+        h.push(("x-ratelimit-remaining-requests", s.remaining.to_string()));
+        h.push(("x-ratelimit-reset-requests", reset(s.reset)));
+    }
+    if let Some(s) = tokens {
+        h.push(("x-ratelimit-limit-tokens", s.limit.to_string()));
+        h.push(("x-ratelimit-remaining-tokens", s.remaining.to_string()));
+        h.push(("x-ratelimit-reset-tokens", reset(s.reset)));
+    }
+    h
 }
 
 /// The most the request can cost on any of its targets; unpriced targets cost nothing.

@@ -7,6 +7,7 @@
 //!   target, so an outage does not multiply load or cost.
 //! - [`Backoff`]: exponential backoff with full jitter, for retries of the same target.
 //! - [`shared`]: circuit transitions shared between gateways through Redis pub/sub.
+//! - [`RateLimits`]: requests and tokens per minute, GCRA buckets per limited entity.
 //! - [`Budgets`]: spend caps, reserved before a call and settled after it, exact under
 //!   concurrency; [`store`] keeps spend and the ledger in SQLite, so both survive a restart.
 //!
@@ -16,6 +17,7 @@
 mod backoff;
 mod breaker;
 mod budget;
+mod ratelimit;
 pub mod shared;
 mod spend;
 pub mod store;
@@ -23,4 +25,5 @@ pub mod store;
 pub use backoff::{Backoff, BackoffConfig};
 pub use breaker::{Admission, Breaker, BreakerConfig, CircuitState, Transition};
 pub use budget::{RetryBudget, RetryBudgetConfig};
+pub use ratelimit::{Limited, Rate, RateLimits, Standing};
 pub use spend::{BudgetAsk, BudgetExceeded, BudgetSnapshot, Budgets, Charge, Reservation};

@@ -29,3 +29,5 @@ mod resilience;
 mod cost;
 // Budgets: reserve, settle, the ledger, restarts.
 mod budgets;
+// Requests and tokens per minute.
+mod limits;
