@@ -195,6 +195,16 @@ pub struct RawPrice {
     pub cache_write_per_1m: Option<f64>,
 }
 
+/// A date-time written as TOML's own type or as a string (which `${VAR}` can fill).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawDateTime {
+    /// `2026-12-31T23:59:59Z`
+    Toml(toml::value::Datetime),
+    /// `"2026-12-31T23:59:59Z"`
+    Text(String),
+}
+
 /// `[server]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,4 +326,10 @@ pub struct RawKey {
     pub hash: String,
     /// The tenant the key belongs to.
     pub tenant: String,
+    /// When the key stops working: an offset date-time, bare or quoted
+    /// (`2026-12-31T23:59:59Z`, or `"${KEY_EXPIRES}"`).
+    pub expires: Option<RawDateTime>,
+    /// `true` refuses the key at once (kept in the file, so logs and the ledger still name it).
+    #[serde(default)]
+    pub revoked: bool,
 }

@@ -59,6 +59,25 @@ impl Period {
     }
 }
 
+/// A TOML offset date-time in Unix seconds; `None` without a time or an offset.
+pub(crate) fn unix_seconds(d: &toml::value::Datetime) -> Option<i64> {
+    let (date, time, offset) = (d.date?, d.time?, d.offset?);
+    let days = days_from_civil(
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
+    let secs = days * 86_400
+        + i64::from(time.hour) * 3_600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second);
+    let offset_minutes = match offset {
+        toml::value::Offset::Z => 0,
+        toml::value::Offset::Custom { minutes } => i64::from(minutes),
+    };
+    Some(secs - offset_minutes * 60)
+}
+
 /// (year, month, day) of a day count since 1970-01-01, proleptic Gregorian (Howard Hinnant's
 /// `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -343,5 +362,14 @@ mod tests {
         assert_eq!(Period::Monthly.start(leap), 1_706_745_600); // 2024-02-01
         assert_eq!(Period::Weekly.start(leap), 1_708_905_600); // Monday 2024-02-26
         assert_eq!(Period::Monthly.start(leap + 1), 1_709_251_200); // 2024-03-01
+    }
+
+    #[test]
+    fn expiry_dates_are_read_in_utc() {
+        let at = |s: &str| super::unix_seconds(&s.parse().expect("datetime"));
+        assert_eq!(at("2026-11-30T12:34:56Z"), Some(1_796_042_096));
+        assert_eq!(at("2026-11-30T13:34:56+01:00"), Some(1_796_042_096));
+        assert_eq!(at("2026-11-30T12:34:56"), None, "no offset");
+        assert_eq!(at("2026-11-30"), None, "no time");
     }
 }

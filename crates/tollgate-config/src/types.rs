@@ -309,4 +309,8 @@ pub struct VirtualKey {
     pub hash: KeyHash,
     /// Tenant.
     pub tenant: String,
+    /// When it stops working, in Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Refused, though still configured.
+    pub revoked: bool,
 }

@@ -192,10 +192,27 @@ fn check(
                 if !seen.insert(hash) {
                     ck.error(&kp.key("hash"), "duplicate key hash");
                 }
+                let expires_at = k.expires.as_ref().and_then(|d| {
+                    let at = match d {
+                        crate::raw::RawDateTime::Toml(d) => crate::spend::unix_seconds(d),
+                        crate::raw::RawDateTime::Text(t) => {
+                            t.parse().ok().and_then(|d| crate::spend::unix_seconds(&d))
+                        }
+                    };
+                    if at.is_none() {
+                        ck.error(
+                            &kp.key("expires"),
+                            "expected a date-time with an offset, like 2026-12-31T23:59:59Z",
+                        );
+                    }
+                    at
+                });
                 keys.push(VirtualKey {
                     name: k.name.clone(),
                     hash,
                     tenant: k.tenant.clone(),
+                    expires_at,
+                    revoked: k.revoked,
                 });
             }
             None => ck.error(

@@ -1,6 +1,7 @@
 //! Identifying the caller from its virtual key.
 
 use crate::live::LiveState;
+use crate::spend::unix_now;
 use pingora::http::RequestHeader;
 use tollgate_config::{VirtualKey, hash_key};
 use tollgate_types::{ApiError, ErrorKind};
@@ -35,9 +36,14 @@ pub fn identify(req: &RequestHeader, state: &LiveState) -> Result<Option<Virtual
         )
         .with_code("invalid_api_key"));
     };
+    let refused =
+        |why: &str| Err(ApiError::new(ErrorKind::Authentication, why).with_code("invalid_api_key"));
     match state.key(&hash_key(key)) {
+        None => refused("invalid API key"),
+        Some(vk) if vk.revoked => refused("this API key has been revoked"),
+        Some(vk) if vk.expires_at.is_some_and(|at| unix_now() >= at) => {
+            refused("this API key has expired")
+        }
         Some(vk) => Ok(Some(vk.clone())),
-        None => Err(ApiError::new(ErrorKind::Authentication, "invalid API key")
-            .with_code("invalid_api_key")),
     }
 }

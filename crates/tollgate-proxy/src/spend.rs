@@ -46,7 +46,8 @@ pub struct TokenCharge {
     estimated: u64,
 }
 
-fn unix_now() -> i64 {
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -184,3 +184,23 @@ fn keys_are_never_sent_in_clear_text_to_remote_hosts() {
         "{stderr}"
     );
 }
+
+#[test]
+fn budget_limit_and_key_mistakes_are_reported_with_their_place() {
+    let (ok, _, err) = check(
+        "[models.m]\ntargets = []\n\n\
+         [[keys]]\nname = \"a\"\nhash = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\ntenant = \"t\"\nexpires = \"next tuesday\"\n\n\
+         [[budgets]]\nkey = \"nobody\"\nlimit_usd = 1.0\nperiod = \"fortnightly\"\n\n\
+         [[rate_limits]]\nper = \"planet\"\n",
+    );
+    assert!(!ok);
+    for want in [
+        "FILE:8:11: keys[0].expires: expected a date-time with an offset",
+        "FILE:11:7: budgets[0].key: unknown key \"nobody\"",
+        "FILE:13:10: budgets[0].period: expected `total`, `hourly`, `daily`, `weekly` or `monthly`",
+        "rate_limits[0].per: expected `key`, `tenant`, `user` or `model`",
+        "rate_limits[0]: set `rpm`, `tpm` or both",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}

@@ -212,3 +212,65 @@ async fn unknown_fields_pass_through_to_the_provider() {
             .is_some_and(|c| !c.is_empty())
     );
 }
+
+/// `[[keys]]` entries for `live`, `expired` (in 2020) and `revoked`, in that order.
+fn keys(revoke_live: bool) -> String {
+    let entry = |name: &str, extra: &str| {
+        format!(
+            "[[keys]]\nname = \"{name}\"\nhash = \"{}\"\ntenant = \"t1\"\n{extra}\n",
+            tollgate_config::hash_key(&format!("sk-{name}"))
+        )
+    };
+    [
+        entry("live", if revoke_live { "revoked = true" } else { "" }),
+        entry("expired", "expires = 2020-01-01T00:00:00Z"),
+        entry("revoked", "revoked = true"),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_and_revoked_keys_get_401_at_once() {
+    let m = crate::harness::mock().await;
+    let body = |revoke_live: bool| {
+        format!(
+            "{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"x\" }}]\n{}",
+            mock_provider("a", &m.base_url(), ""),
+            keys(revoke_live)
+        )
+    };
+    let gw = Gateway::start(&body(false)).await;
+    let ask = |key: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(key)
+            .json(&chat("m", "hi"))
+            .send()
+    };
+    assert_eq!(ask("sk-live").await.expect("send").status(), 200);
+    for (key, why) in [("sk-expired", "expired"), ("sk-revoked", "revoked")] {
+        let resp = ask(key).await.expect("send");
+        assert_eq!(resp.status(), 401);
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(why)),
+            "{body}"
+        );
+    }
+    // Revoking a key is a config change: it takes effect with the reload, no restart.
+    gw.write_config(&body(true));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if ask("sk-live").await.expect("send").status() == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
