@@ -44,7 +44,7 @@ pub fn dry_run(
         &mut req,
         &model,
         &HealthRegistry::default(),
-        &tollgate_proxy::spend::Spend::in_memory(),
+        None,
     );
     let lines = tollgate_policy::PolicyEngine::take_trace();
     let mut out = std::io::stdout();

@@ -33,6 +33,17 @@ impl Period {
         ("monthly", Period::Monthly),
     ];
 
+    /// How long a period lasts at most, in seconds (`None` for `total`).
+    pub fn max_len_secs(self) -> Option<u64> {
+        match self {
+            Period::Total => None,
+            Period::Hourly => Some(3_600),
+            Period::Daily => Some(86_400),
+            Period::Weekly => Some(7 * 86_400),
+            Period::Monthly => Some(31 * 86_400),
+        }
+    }
+
     /// The config name.
     pub fn name(self) -> &'static str {
         Self::ALL
@@ -141,6 +152,9 @@ pub struct SpendSettings {
     pub reserve_output_tokens: u32,
     /// The status of a request refused for budget: 402 (default) or 429.
     pub exceeded_status: u16,
+    /// Whether budgets fall back to this gateway's own counters when Redis is unreachable
+    /// (`local`), rather than refusing requests (`deny`).
+    pub local_when_shared_fails: bool,
 }
 
 pub(crate) fn check_spend(
@@ -158,6 +172,14 @@ pub(crate) fn check_spend(
         data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or("./.tollgate")),
         reserve_output_tokens: s.reserve_output_tokens.unwrap_or(4096),
         exceeded_status,
+        local_when_shared_fails: match s.on_shared_error.as_deref() {
+            None | Some("deny") => false,
+            Some("local") => true,
+            Some(_) => {
+                ck.error(&path.key("on_shared_error"), "expected `deny` or `local`");
+                false
+            }
+        },
     }
 }
 

@@ -41,9 +41,10 @@ impl ServeHttp for AdminApp {
             }
             (Method::GET, "/admin/reload") => json(StatusCode::OK, &self.reloader.status_json()),
             (Method::GET, "/admin/targets") => json(StatusCode::OK, &self.health.report()),
-            (Method::GET, "/admin/budgets") => {
-                json(StatusCode::OK, &self.spend.report(&self.live.load()))
-            }
+            (Method::GET, "/admin/budgets") => json(
+                StatusCode::OK,
+                &self.spend.report(&self.live.load_full()).await,
+            ),
             (Method::POST, "/admin/reload") => {
                 let r = self.reloader.clone();
                 match tokio::task::spawn_blocking(move || r.reload(true)).await {

@@ -3,7 +3,6 @@
 use crate::live::LiveState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate_state::Reservation;
 use tollgate_types::{ClientApi, Usage, Usd};
 
 /// What a request does, as far as metrics and logs care.
@@ -72,9 +71,9 @@ pub struct RequestCtx {
     /// Size of the request body, the bound on its prompt tokens.
     pub request_bytes: usize,
     /// What the request holds against its budgets until it settles.
-    pub reservation: Option<Reservation>,
+    pub reservation: Option<crate::spend::Held>,
     /// Token buckets charged an estimate, to settle with the actual tokens.
-    pub token_charges: Vec<crate::spend::TokenCharge>,
+    pub token_charges: Vec<crate::limits::TokenCharge>,
     /// `x-ratelimit-*` headers for the answer.
     pub rate_headers: Vec<(&'static str, String)>,
     /// Time to first token, for streams.

@@ -199,7 +199,7 @@ impl ProxyHttp for Gateway {
         if ctx.operation == Operation::Health {
             return;
         }
-        self.spend.settle(ctx);
+        self.spend.settle(ctx).await;
         let duration = ctx.started.elapsed();
         let provider = ctx.served_by.as_ref().map_or("none", |(p, _)| p.as_str());
         record_request(&RequestRecord {

@@ -19,6 +19,8 @@ pub mod failover;
 pub mod forward;
 pub mod gateway;
 pub mod health;
+pub mod ledger;
+pub mod limits;
 pub mod live;
 pub mod llm;
 pub mod metrics;

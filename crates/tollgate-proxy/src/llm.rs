@@ -155,16 +155,29 @@ pub async fn serve(
     let deadline = started
         .checked_add(budget)
         .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
+    // Scripts see the room left in the request's budgets; only they need it.
+    let budget_remaining = if model.policy(&state.config).is_some() {
+        spend.remaining(ctx).await
+    } else {
+        None
+    };
     let targets = match &mut payload {
         Payload::Chat(req) => {
-            match route_chat(ctx, session.req_header(), req, model, health, spend) {
+            match route_chat(
+                ctx,
+                session.req_header(),
+                req,
+                model,
+                health,
+                budget_remaining,
+            ) {
                 Ok(t) => t,
                 Err(e) => return send_error(session, ctx, &e).await,
             }
         }
         Payload::Embeddings(_) => state.attempt_order(model, health),
     };
-    if let Err(e) = spend.reserve(ctx, &payload, &targets) {
+    if let Err(e) = spend.reserve(ctx, &payload, &targets).await {
         return send_error(session, ctx, &e).await;
     }
     let plan = Plan {

@@ -4,7 +4,6 @@
 use crate::context::RequestCtx;
 use crate::health::HealthRegistry;
 use crate::live::LiveState;
-use crate::spend::Spend;
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 use tollgate_config::{ModelConfig, OnPolicyError, Target};
@@ -21,7 +20,7 @@ pub fn route_chat(
     req: &mut ChatRequest,
     model: &ModelConfig,
     health: &HealthRegistry,
-    spend: &Spend,
+    budget_remaining: Option<Usd>,
 ) -> Result<Vec<Target>, ApiError> {
     let state = ctx.state.clone();
     let Some((path, script)) = model
@@ -33,7 +32,7 @@ pub fn route_chat(
     let started = std::time::Instant::now();
     let shared = Shared {
         health,
-        budget_remaining: spend.remaining(ctx).map(Usd::dollars),
+        budget_remaining: budget_remaining.map(Usd::dollars),
     };
     let mut run = || run_policy(ctx, &state, script, headers, req, model, &shared);
     // Scripts are synchronous and run on the worker thread. One that is new or has been slow

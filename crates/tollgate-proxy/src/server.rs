@@ -70,13 +70,10 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     let health = Arc::new(HealthRegistry::default());
     let sharing = CircuitSharing::attach(&config.shared, &health);
     // With budgets, spend is restored from the embedded store and the ledger written to it.
-    let (spend, ledger) = if config.budgets.is_empty() {
-        (Spend::in_memory(), None)
-    } else {
-        let (spend, ledger) = Spend::open(&config.spend.data_dir)?;
+    let (spend, ledger) = Spend::for_config(&config)?;
+    if ledger.is_some() {
         tracing::info!(data_dir = %config.spend.data_dir.display(), "Spend store opened.");
-        (spend, Some(ledger))
-    };
+    }
     let spend = Arc::new(spend);
     let live = Arc::new(ArcSwap::from_pointee(LiveState::build(config, 1)?));
     let reloader = Arc::new(Reloader::new(

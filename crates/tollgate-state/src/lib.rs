@@ -8,6 +8,7 @@
 //! - [`Backoff`]: exponential backoff with full jitter, for retries of the same target.
 //! - [`shared`]: circuit transitions shared between gateways through Redis pub/sub.
 //! - [`RateLimits`]: requests and tokens per minute, GCRA buckets per limited entity.
+//! - [`redis_budgets`]: the same budgets shared by several gateways, counted in Redis.
 //! - [`Budgets`]: spend caps, reserved before a call and settled after it, exact under
 //!   concurrency; [`store`] keeps spend and the ledger in SQLite, so both survive a restart.
 //!
@@ -18,6 +19,7 @@ mod backoff;
 mod breaker;
 mod budget;
 mod ratelimit;
+pub mod redis_budgets;
 pub mod shared;
 mod spend;
 pub mod store;

@@ -137,3 +137,62 @@ async fn spend_and_ledger_survive_a_restart_and_add_up() {
     assert_eq!(spent, budgets.snapshot()[0].spent);
     assert_eq!(store.ledger_total("k").await.expect("sum"), spent);
 }
+
+/// Two gateways' connections to one Redis, 32 callers each, against one $1.00 budget.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Redis: tests/run.sh runs it when TOLLGATE_TEST_REDIS_URL is set"]
+async fn shared_counters_hold_across_gateways() {
+    use tollgate_state::redis_budgets::{RedisBudgets, SharedAsk};
+    let url = std::env::var("TOLLGATE_TEST_REDIS_URL")
+        .expect("TOLLGATE_TEST_REDIS_URL (redis://127.0.0.1:6379)");
+    let prefix = format!("tollgate-test-{}", std::process::id());
+    let gateways = [
+        RedisBudgets::connect(&url, &prefix).await.expect("redis"),
+        RedisBudgets::connect(&url, &prefix).await.expect("redis"),
+    ];
+    let mut tasks = Vec::new();
+    for g in 0..64usize {
+        let budgets = gateways[g % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut settled = Usd::ZERO;
+            for i in 0..20u64 {
+                let asks = [SharedAsk {
+                    ask: ask("shared", 1.0, 0),
+                    ttl_secs: 0,
+                }];
+                let Ok(held) = budgets.reserve(&asks, dollars(0.03)).await.expect("redis") else {
+                    continue;
+                };
+                let actual = Usd::from_picos(dollars(0.01).picos() + (g as u64 * 13 + i) % 999_983);
+                budgets.settle(held, actual).await.expect("settle");
+                settled = settled.saturating_add(actual);
+            }
+            settled
+        }));
+    }
+    let mut total = Usd::ZERO;
+    for t in tasks {
+        total = total.saturating_add(t.await.expect("task"));
+    }
+    let (spent, held) = gateways[0].usage("shared", 0).await.expect("usage");
+    assert_eq!(held, Usd::ZERO);
+    assert_eq!(spent, total);
+    assert!(spent <= dollars(1.0), "{spent}");
+    assert!(
+        dollars(1.0).saturating_sub(spent) < dollars(0.03),
+        "it ran out: {spent}"
+    );
+    // A refusal names the budget and what it holds.
+    let full = gateways[1]
+        .reserve(
+            &[SharedAsk {
+                ask: ask("shared", 1.0, 0),
+                ttl_secs: 0,
+            }],
+            dollars(0.5),
+        )
+        .await
+        .expect("redis")
+        .expect_err("no room");
+    assert_eq!((full.name.as_str(), full.spent), ("shared", spent));
+}

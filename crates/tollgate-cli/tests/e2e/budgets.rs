@@ -68,15 +68,14 @@ async fn ledger_total(data_dir: &Path, want: Usd) -> Usd {
     total
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sixty_four_clients_never_overspend_and_the_ledger_adds_up() {
-    let m = mock().await;
-    let data = tempfile::tempdir().expect("data dir");
-    let gw = Gateway::start(&metered(&m, data.path(), 1.0)).await;
+/// 64 clients, 4 requests each, spread over `urls`: what they were charged (from each
+/// answer's `x-tollgate-cost-usd`), the largest single charge, and how many were refused.
+async fn sixty_four_clients(urls: &[String]) -> (Usd, Usd, usize) {
     let client = reqwest::Client::new();
     let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (client, url) = (client.clone(), format!("{}/v1/chat/completions", gw.url));
+        .map(|i| {
+            let client = client.clone();
+            let url = format!("{}/v1/chat/completions", urls[i % urls.len()]);
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 for _ in 0..4 {
@@ -121,6 +120,15 @@ async fn sixty_four_clients_never_overspend_and_the_ledger_adds_up() {
             other => panic!("unexpected status {other}: {body}"),
         }
     }
+    (charged, most, refused)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_clients_never_overspend_and_the_ledger_adds_up() {
+    let m = mock().await;
+    let data = tempfile::tempdir().expect("data dir");
+    let gw = Gateway::start(&metered(&m, data.path(), 1.0)).await;
+    let (charged, most, refused) = sixty_four_clients(std::slice::from_ref(&gw.url)).await;
     assert!(refused > 0, "the budget ran out");
     assert!(charged > Usd::ZERO);
     let spent = settled(&gw).await;
@@ -133,6 +141,52 @@ async fn sixty_four_clients_never_overspend_and_the_ledger_adds_up() {
     );
     // The durable ledger adds up to the counter to the picodollar.
     assert_eq!(ledger_total(data.path(), spent).await, spent);
+}
+
+/// The same load through two gateway processes that count one budget in Redis.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Redis: tests/run.sh runs it when TOLLGATE_TEST_REDIS_URL is set"]
+async fn two_gateways_share_one_budget_through_redis() {
+    let url = std::env::var("TOLLGATE_TEST_REDIS_URL").expect("TOLLGATE_TEST_REDIS_URL");
+    let m = mock().await;
+    let prefix = format!("tollgate-e2e-{}-{}", std::process::id(), m.addr.port());
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let shared = format!("[shared]\nredis_url = \"{url}\"\nprefix = \"{prefix}\"\n");
+    let a = Gateway::start(&format!("{shared}{}", metered(&m, a_dir.path(), 1.0))).await;
+    let b = Gateway::start(&format!("{shared}{}", metered(&m, b_dir.path(), 1.0))).await;
+    let (charged, most, refused) = sixty_four_clients(&[a.url.clone(), b.url.clone()]).await;
+    assert!(refused > 0, "the budget ran out");
+    let spent = settled(&a).await;
+    assert_eq!(settled(&b).await, spent, "both gateways read one counter");
+    assert_eq!(spent, charged);
+    let limit = Usd::from_dollars(1.0);
+    assert!(
+        spent <= limit.saturating_add(most),
+        "{spent} > {limit} + {most}"
+    );
+    // Each gateway's ledger holds its own requests; together they add up to the counter.
+    let mut total = Usd::ZERO;
+    for dir in [a_dir.path(), b_dir.path()] {
+        let store = Store::open(dir).await.expect("store");
+        total = total.saturating_add(store.ledger_total("test").await.expect("sum"));
+        store.close().await;
+    }
+    for _ in 0..100 {
+        if total == spent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        total = Usd::ZERO;
+        for dir in [a_dir.path(), b_dir.path()] {
+            let store = Store::open(dir).await.expect("store");
+            total = total.saturating_add(store.ledger_total("test").await.expect("sum"));
+            store.close().await;
+        }
+    }
+    assert_eq!(total, spent);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -225,5 +279,41 @@ async fn a_script_falls_back_to_a_cheaper_model_as_the_budget_runs_down() {
     assert!(
         served[switch..].iter().all(|m| m == "cheap"),
         "once past half the budget, only the cheap model: {served:?}"
+    );
+}
+
+/// With the shared counters unreachable, budgets refuse (503) unless told to count locally.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_shared_budgets_refuse_unless_told_to_count_locally() {
+    let m = mock().await;
+    let data = tempfile::tempdir().expect("data dir");
+    let closed = crate::harness::free_port();
+    let shared = format!("[shared]\nredis_url = \"redis://127.0.0.1:{closed}\"\n");
+    let strict = Gateway::start(&format!("{shared}{}", metered(&m, data.path(), 1.0))).await;
+    let resp = strict
+        .post("/v1/chat/completions")
+        .json(&request())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "budget_store_unavailable");
+    let local_dir = tempfile::tempdir().expect("data dir");
+    let lenient = metered(&m, local_dir.path(), 1.0).replace(
+        "reserve_output_tokens = 64\n",
+        "reserve_output_tokens = 64\non_shared_error = \"local\"\n",
+    );
+    let lenient = Gateway::start(&format!("{shared}{lenient}")).await;
+    let resp = lenient
+        .post("/v1/chat/completions")
+        .json(&request())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        settled(&lenient).await > Usd::ZERO,
+        "counted in the gateway's own counters"
     );
 }
