@@ -6,12 +6,12 @@ cd "$(dirname "$0")/.."
 source tests/setup.sh
 
 cargo build --workspace --bins
-# Tests that need a real Redis are `#[ignore]`d, so a machine without one shows them as ignored;
-# they run when the service is there (.ci/run sets the variable).
-if [ -n "${TOLLGATE_TEST_REDIS_URL:-}" ]; then
+# Tests that need a real Redis or PostgreSQL are `#[ignore]`d, so a machine without them shows
+# them as ignored; they run when both services are there (.ci/run sets both variables).
+if [ -n "${TOLLGATE_TEST_REDIS_URL:-}" ] && [ -n "${TOLLGATE_TEST_DATABASE_URL:-}" ]; then
   cargo test --workspace -- --include-ignored
 else
-  echo "TOLLGATE_TEST_REDIS_URL is not set: the tests that need Redis are skipped (shown as ignored)." >&2
+  echo "TOLLGATE_TEST_REDIS_URL and TOLLGATE_TEST_DATABASE_URL are not both set: the tests that need Redis or PostgreSQL are skipped (shown as ignored)." >&2
   cargo test --workspace
 fi
 # The example routing policies' fixtures, through the CLI users run.

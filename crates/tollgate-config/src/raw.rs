@@ -110,6 +110,9 @@ pub struct RawShared {
     /// `redis://[user:password@]host:port[/db]`. When set, circuit-breaker transitions are
     /// shared with every gateway using the same Redis and prefix. Read at start only.
     pub redis_url: Option<String>,
+    /// `postgres://user[:password]@host[:port]/db`. When set, the spend ledger and budget
+    /// spend go to this database (shared by every gateway) instead of each gateway's SQLite.
+    pub database_url: Option<String>,
     /// Prefix of the Redis keys and channel. Default `tollgate`.
     pub prefix: Option<String>,
 }
@@ -118,6 +121,10 @@ impl std::fmt::Debug for RawShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawShared")
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "[redacted]"),
+            )
             .field("prefix", &self.prefix)
             .finish()
     }

@@ -44,6 +44,8 @@ pub struct Config {
 pub struct SharedSettings {
     /// Redis URL; may hold a password, so it is a secret.
     pub redis_url: Option<SecretString>,
+    /// PostgreSQL URL for the ledger; a secret too.
+    pub database_url: Option<SecretString>,
     /// Key and channel prefix.
     pub prefix: String,
 }

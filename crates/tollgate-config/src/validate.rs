@@ -251,8 +251,18 @@ fn check_shared(raw: &RawConfig, path: &ConfigPath, ck: &mut Checker<'_>) -> Sha
             "must start with redis://, rediss:// or unix://",
         );
     }
+    let database = raw.shared.database_url.as_deref().filter(|u| !u.is_empty());
+    if let Some(u) = database
+        && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    {
+        ck.error(
+            &path.key("database_url"),
+            "must start with postgres:// or postgresql://",
+        );
+    }
     SharedSettings {
         redis_url: url.map(|u| SecretString::from(u.to_owned())),
+        database_url: database.map(|u| SecretString::from(u.to_owned())),
         prefix: raw
             .shared
             .prefix

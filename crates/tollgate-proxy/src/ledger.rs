@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tollgate_state::Charge;
-use tollgate_state::store::{LedgerEntry, Store};
+use tollgate_state::store::{LedgerEntry, Location, Store};
 use tollgate_types::Usd;
 
 /// Ledger entries waiting for the store; beyond this many, new ones are dropped and counted
@@ -47,10 +47,10 @@ pub(crate) fn entry(ctx: &RequestCtx, cost: Usd, charges: Vec<Charge>) -> Ledger
 }
 
 /// A new service and the queue that feeds it.
-pub(crate) fn service(dir: &std::path::Path) -> (mpsc::Sender<LedgerEntry>, LedgerService) {
+pub(crate) fn service(location: Location) -> (mpsc::Sender<LedgerEntry>, LedgerService) {
     let (tx, rx) = mpsc::channel(LEDGER_QUEUE);
     let service = LedgerService {
-        dir: dir.to_owned(),
+        location,
         queue: Mutex::new(Some(rx)),
     };
     (tx, service)
@@ -59,7 +59,7 @@ pub(crate) fn service(dir: &std::path::Path) -> (mpsc::Sender<LedgerEntry>, Ledg
 /// Writes queued ledger entries to the store in batches, on Pingora's background runtime.
 #[derive(Debug)]
 pub struct LedgerService {
-    dir: std::path::PathBuf,
+    location: Location,
     queue: Mutex<Option<mpsc::Receiver<LedgerEntry>>>,
 }
 
@@ -69,7 +69,7 @@ impl BackgroundService for LedgerService {
         let Some(mut rx) = self.queue.lock().ok().and_then(|mut q| q.take()) else {
             return;
         };
-        let store = match Store::open(&self.dir).await {
+        let store = match Store::open_at(&self.location).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "The spend store cannot be opened: the ledger is not written.");

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{OnceCell, mpsc};
 use tollgate_config::{BudgetConfig, Config, Target};
 use tollgate_state::redis_budgets::{RedisBudgets, SharedAsk, SharedReservation};
-use tollgate_state::store::{LedgerEntry, Store, StoreError};
+use tollgate_state::store::{LedgerEntry, Location, Store, StoreError};
 use tollgate_state::{BudgetAsk, BudgetExceeded, Budgets, Charge, RateLimits, Reservation};
 use tollgate_types::{ApiError, ErrorKind, Usage, Usd};
 
@@ -97,23 +97,26 @@ impl Spend {
         if config.budgets.is_empty() {
             return Ok((spend, None));
         }
-        let dir = &config.spend.data_dir;
+        let location = match &config.shared.database_url {
+            Some(url) => Location::Postgres(url.expose_secret().to_owned()),
+            None => Location::Sqlite(config.spend.data_dir.clone()),
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|source| StoreError::Dir {
-                path: dir.clone(),
+                path: config.spend.data_dir.clone(),
                 source,
             })?;
         runtime.block_on(async {
-            let store = Store::open(dir).await?;
+            let store = Store::open_at(&location).await?;
             for (name, period_start, spent) in store.load_spend().await? {
                 spend.budgets.restore(&name, period_start, spent);
             }
             store.close().await;
             Ok::<(), StoreError>(())
         })?;
-        let (tx, service) = crate::ledger::service(dir);
+        let (tx, service) = crate::ledger::service(location);
         spend.ledger = Some(tx);
         Ok((spend, Some(service)))
     }

@@ -1,13 +1,16 @@
-//! The embedded store: what each budget spent per period, and the ledger of every request, in
-//! one SQLite file (`spend.db`, WAL) under the config's `data_dir`.
+//! The durable store: what each budget spent per period, and the ledger of every request.
+//! Embedded, it is one SQLite file (`spend.db`, WAL) under the config's `data_dir`; shared
+//! by several gateways, it is a PostgreSQL database (`[shared] database_url`). The same
+//! tables and statements serve both.
 //!
 //! Written in batches off the request path ([`Store::write`]); read at start
 //! ([`Store::load_spend`]) so spend survives a restart. Money is stored as integer
 //! picodollars, so the ledger and the budget rows add up exactly.
 
 use crate::spend::Charge;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 use std::path::{Path, PathBuf};
 use tollgate_types::Usd;
 
@@ -69,36 +72,71 @@ pub struct LedgerEntry {
     pub charges: Vec<Charge>,
 }
 
-/// The SQLite store.
+/// Where the store lives.
+#[derive(Clone)]
+pub enum Location {
+    /// `spend.db` in this directory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (a secret: it may hold a password).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(dir) => f.debug_tuple("Sqlite").field(dir).finish(),
+            Location::Postgres(_) => f.write_str("Postgres([redacted])"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    /// For messages: the SQLite file, or `postgres`.
     path: PathBuf,
+}
+
+/// Runs one statement with its bindings on whichever pool (or transaction) `$conn` is.
+macro_rules! on_pool {
+    ($pool:expr, |$conn:ident| $body:expr) => {
+        match $pool {
+            Pool::Sqlite($conn) => $body,
+            Pool::Postgres($conn) => $body,
+        }
+    };
 }
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS budget_spend (
     budget TEXT NOT NULL,
-    period_start INTEGER NOT NULL,
-    spent_picos INTEGER NOT NULL,
+    period_start BIGINT NOT NULL,
+    spent_picos BIGINT NOT NULL,
     PRIMARY KEY (budget, period_start)
 );
 CREATE TABLE IF NOT EXISTS ledger (
     request_id TEXT NOT NULL,
-    at_ms INTEGER NOT NULL,
+    at_ms BIGINT NOT NULL,
     key TEXT,
     tenant TEXT,
     model TEXT NOT NULL,
     provider TEXT,
     upstream_model TEXT,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cached_input_tokens INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL,
-    cost_picos INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    latency_ms INTEGER NOT NULL,
-    ttft_ms INTEGER
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cached_input_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    cost_picos BIGINT NOT NULL,
+    status BIGINT NOT NULL,
+    latency_ms BIGINT NOT NULL,
+    ttft_ms BIGINT
 );
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at_ms);
 CREATE INDEX IF NOT EXISTS ledger_key_at ON ledger (key, at_ms);
@@ -111,6 +149,31 @@ fn int(n: u64) -> i64 {
 }
 
 impl Store {
+    /// Opens (creating tables if needed) the store at `location`.
+    pub async fn open_at(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(dir) => Self::open(dir).await,
+            Location::Postgres(url) => {
+                let path = PathBuf::from("postgres");
+                let sql = |source| StoreError::Sql {
+                    path: path.clone(),
+                    source,
+                };
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(std::time::Duration::from_secs(5))
+                    .connect(url)
+                    .await
+                    .map_err(sql)?;
+                sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(sql)?;
+                Ok(Store {
+                    pool: Pool::Postgres(pool),
+                    path,
+                })
+            }
+        }
+    }
+
     /// Opens (creating if needed) `spend.db` in `dir`.
     pub async fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
@@ -135,7 +198,10 @@ impl Store {
             .await
             .map_err(sql)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(sql)?;
-        Ok(Store { pool, path })
+        Ok(Store {
+            pool: Pool::Sqlite(pool),
+            path,
+        })
     }
 
     fn sql(&self, source: sqlx::Error) -> StoreError {
@@ -145,23 +211,41 @@ impl Store {
         }
     }
 
+    /// `text` with `?` placeholders, as this backend writes them (`$1`, `$2`, ... for
+    /// PostgreSQL).
+    fn dialect(&self, text: &str) -> String {
+        match self.pool {
+            Pool::Sqlite(_) => text.to_owned(),
+            Pool::Postgres(_) => {
+                let mut out = String::with_capacity(text.len() + 16);
+                let mut n = 0;
+                for c in text.chars() {
+                    if c == '?' {
+                        n += 1;
+                        out.push_str(&format!("${n}"));
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+        }
+    }
+
     /// Each budget's latest period and what it spent in it.
     pub async fn load_spend(&self) -> Result<Vec<(String, i64, Usd)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT budget, period_start, spent_picos FROM budget_spend AS s
+        let text = "SELECT budget, period_start, spent_picos FROM budget_spend AS s
              WHERE period_start = (SELECT MAX(period_start) FROM budget_spend
-                                   WHERE budget = s.budget)",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.sql(e))?;
+                                   WHERE budget = s.budget)";
+        let rows: Vec<(String, i64, i64)> =
+            on_pool!(&self.pool, |p| sqlx::query_as(text).fetch_all(p).await)
+                .map_err(|e| self.sql(e))?;
         Ok(rows
-            .iter()
-            .map(|r| {
-                let picos: i64 = r.get(2);
+            .into_iter()
+            .map(|(name, period_start, picos)| {
                 (
-                    r.get::<String, _>(0),
-                    r.get::<i64, _>(1),
+                    name,
+                    period_start,
                     Usd::from_picos(u64::try_from(picos).unwrap_or(0)),
                 )
             })
@@ -171,62 +255,71 @@ impl Store {
     /// Writes `batch` in one transaction: its ledger rows, and its charges added to the
     /// budgets' spend.
     pub async fn write(&self, batch: &[LedgerEntry]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.sql(e))?;
-        for e in batch {
-            sqlx::query(
-                "INSERT INTO ledger (request_id, at_ms, key, tenant, model, provider,
-                    upstream_model, input_tokens, output_tokens, cached_input_tokens,
-                    cache_write_tokens, cost_picos, status, latency_ms, ttft_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&e.request_id)
-            .bind(e.at_ms)
-            .bind(&e.key)
-            .bind(&e.tenant)
-            .bind(&e.model)
-            .bind(&e.provider)
-            .bind(&e.upstream_model)
-            .bind(int(e.input_tokens))
-            .bind(int(e.output_tokens))
-            .bind(int(e.cached_input_tokens))
-            .bind(int(e.cache_write_tokens))
-            .bind(int(e.cost.picos()))
-            .bind(i64::from(e.status))
-            .bind(int(e.latency_ms))
-            .bind(e.ttft_ms.map(int))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.sql(e))?;
-            for c in &e.charges {
-                sqlx::query(
-                    "INSERT INTO budget_spend (budget, period_start, spent_picos) VALUES (?, ?, ?)
-                     ON CONFLICT (budget, period_start)
-                     DO UPDATE SET spent_picos = spent_picos + excluded.spent_picos",
-                )
-                .bind(&*c.name)
-                .bind(c.period_start)
-                .bind(int(c.amount.picos()))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.sql(e))?;
+        let insert = self.dialect(
+            "INSERT INTO ledger (request_id, at_ms, key, tenant, model, provider,
+                upstream_model, input_tokens, output_tokens, cached_input_tokens,
+                cache_write_tokens, cost_picos, status, latency_ms, ttft_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        let upsert = self.dialect(
+            "INSERT INTO budget_spend (budget, period_start, spent_picos) VALUES (?, ?, ?)
+             ON CONFLICT (budget, period_start)
+             DO UPDATE SET spent_picos = budget_spend.spent_picos + excluded.spent_picos",
+        );
+        on_pool!(&self.pool, |p| {
+            let mut tx = p.begin().await.map_err(|e| self.sql(e))?;
+            for e in batch {
+                sqlx::query(&insert)
+                    .bind(&e.request_id)
+                    .bind(e.at_ms)
+                    .bind(&e.key)
+                    .bind(&e.tenant)
+                    .bind(&e.model)
+                    .bind(&e.provider)
+                    .bind(&e.upstream_model)
+                    .bind(int(e.input_tokens))
+                    .bind(int(e.output_tokens))
+                    .bind(int(e.cached_input_tokens))
+                    .bind(int(e.cache_write_tokens))
+                    .bind(int(e.cost.picos()))
+                    .bind(i64::from(e.status))
+                    .bind(int(e.latency_ms))
+                    .bind(e.ttft_ms.map(int))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.sql(e))?;
+                for c in &e.charges {
+                    sqlx::query(&upsert)
+                        .bind(&*c.name)
+                        .bind(c.period_start)
+                        .bind(int(c.amount.picos()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.sql(e))?;
+                }
             }
-        }
-        tx.commit().await.map_err(|e| self.sql(e))
+            tx.commit().await.map_err(|e| self.sql(e))
+        })
     }
 
-    /// The sum of the ledger's costs for requests made with `key` (for reconciliation).
-    pub async fn ledger_total(&self, key: &str) -> Result<Usd, StoreError> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COALESCE(SUM(cost_picos), 0) FROM ledger WHERE key = ?")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| self.sql(e))?;
+    /// The sum of the ledger's costs for requests made with `key` since `since_ms` (Unix
+    /// milliseconds), for reconciliation.
+    pub async fn ledger_total(&self, key: &str, since_ms: i64) -> Result<Usd, StoreError> {
+        let text = self.dialect(
+            "SELECT CAST(COALESCE(SUM(cost_picos), 0) AS BIGINT) FROM ledger
+             WHERE key = ? AND at_ms >= ?",
+        );
+        let total: i64 = on_pool!(&self.pool, |p| sqlx::query_scalar(&text)
+            .bind(key)
+            .bind(since_ms)
+            .fetch_one(p)
+            .await)
+        .map_err(|e| self.sql(e))?;
         Ok(Usd::from_picos(u64::try_from(total).unwrap_or(0)))
     }
 
-    /// Closes the pool, flushing the WAL.
+    /// Closes the pool, flushing SQLite's WAL.
     pub async fn close(self) {
-        self.pool.close().await;
+        on_pool!(self.pool, |p| p.close().await);
     }
 }

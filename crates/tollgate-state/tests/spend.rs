@@ -135,7 +135,7 @@ async fn spend_and_ledger_survive_a_restart_and_add_up() {
     }
     let spent = restored.snapshot()[0].spent;
     assert_eq!(spent, budgets.snapshot()[0].spent);
-    assert_eq!(store.ledger_total("k").await.expect("sum"), spent);
+    assert_eq!(store.ledger_total("k", 0).await.expect("sum"), spent);
 }
 
 /// Two gateways' connections to one Redis, 32 callers each, against one $1.00 budget.
@@ -195,4 +195,51 @@ async fn shared_counters_hold_across_gateways() {
         .expect("redis")
         .expect_err("no room");
     assert_eq!((full.name.as_str(), full.spent), ("shared", spent));
+}
+
+/// The same store in PostgreSQL: ledger rows and budget spend add up exactly.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it when TOLLGATE_TEST_DATABASE_URL is set"]
+async fn the_postgres_store_adds_up_like_sqlite() {
+    use tollgate_state::store::Location;
+    let url = std::env::var("TOLLGATE_TEST_DATABASE_URL")
+        .expect("TOLLGATE_TEST_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test)");
+    let unique = format!(
+        "pg-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let store = Store::open_at(&Location::Postgres(url.clone()))
+        .await
+        .expect("open");
+    let budgets = Budgets::default();
+    let mut batch = Vec::new();
+    for i in 0..10u64 {
+        let r = budgets
+            .reserve(&[ask(&unique, 1.0, 0)], dollars(0.05))
+            .expect("room");
+        let cost = Usd::from_picos(987_654_321 * (i + 1));
+        batch.push(LedgerEntry {
+            request_id: format!("{unique}-{i}"),
+            key: Some(unique.clone()),
+            model: "m".into(),
+            cost,
+            status: 200,
+            charges: budgets.settle(r, cost),
+            ..LedgerEntry::default()
+        });
+    }
+    store.write(&batch).await.expect("write");
+    store.close().await;
+    let store = Store::open_at(&Location::Postgres(url))
+        .await
+        .expect("reopen");
+    let spent = budgets.snapshot()[0].spent;
+    assert_eq!(store.ledger_total(&unique, 0).await.expect("sum"), spent);
+    let loaded = store.load_spend().await.expect("load");
+    assert!(loaded.contains(&(unique.clone(), 0, spent)), "{loaded:?}");
+    store.close().await;
 }
