@@ -107,6 +107,9 @@ pub enum StreamSignal {
     Usage(Usage),
     /// `data: [DONE]`.
     Done,
+    /// Bytes of generated content (text, reasoning, tool arguments) in the events of one
+    /// chunk: what a stream has produced so far, before the provider reports usage.
+    Generated(usize),
     /// An in-stream error event; the payload is the provider's JSON.
     Error(String),
 }
@@ -191,6 +194,10 @@ impl StreamObserver {
             self.saw_token = true;
             signals.push(StreamSignal::FirstToken);
         }
+        let generated = generated_bytes(data);
+        if generated > 0 {
+            signals.push(StreamSignal::Generated(generated));
+        }
         // Parse only the few events that can carry usage or an error.
         let maybe_usage = data.contains("\"usage\":{") || data.contains("\"usage\": {");
         let maybe_error = data.starts_with("{\"error\"") || ev.event.as_deref() == Some("error");
@@ -216,6 +223,40 @@ impl StreamObserver {
             .and_then(serde_json::Value::as_array)
             .is_some_and(Vec::is_empty)
     }
+}
+
+/// The length of the string values of generated content in an OpenAI chunk: `content`,
+/// `reasoning_content` and tool-call `arguments` (escaped, which is close enough to count).
+fn generated_bytes(data: &str) -> usize {
+    let bytes = data.as_bytes();
+    let mut total = 0;
+    for key in [
+        &b"\"content\""[..],
+        b"\"reasoning_content\"",
+        b"\"arguments\"",
+    ] {
+        for at in memmem::find_iter(bytes, key) {
+            // `"key": "value"`, with or without spaces; `null` and other values are not text.
+            let after = bytes[at + key.len()..].trim_ascii_start();
+            let Some(after) = after.strip_prefix(b":") else {
+                continue;
+            };
+            let Some(rest) = after.trim_ascii_start().strip_prefix(b"\"") else {
+                continue;
+            };
+            let mut escaped = false;
+            let len = rest
+                .iter()
+                .position(|&b| {
+                    let end = b == b'"' && !escaped;
+                    escaped = b == b'\\' && !escaped;
+                    end
+                })
+                .unwrap_or(rest.len());
+            total += len;
+        }
+    }
+    total
 }
 
 /// `raw` without a compact `"usage":null` member (and its comma), as OpenAI writes it.
@@ -283,11 +324,16 @@ mod tests {
         );
         assert!(o.observe(&role).is_empty());
         let tok = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n");
-        assert_eq!(o.observe(&tok), vec![StreamSignal::FirstToken]);
-        assert!(o.observe(&tok).is_empty(), "reported once");
+        let first = vec![StreamSignal::FirstToken, StreamSignal::Generated(2)];
+        assert_eq!(o.observe(&tok), first);
+        assert_eq!(
+            o.observe(&tok),
+            vec![StreamSignal::Generated(2)],
+            "first once"
+        );
         let mut spaced = StreamObserver::default();
         let tok =
             Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\": \"Hi\"}}]}\n\n");
-        assert_eq!(spaced.observe(&tok), vec![StreamSignal::FirstToken]);
+        assert_eq!(spaced.observe(&tok), first);
     }
 }

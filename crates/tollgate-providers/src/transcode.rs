@@ -242,6 +242,16 @@ impl StreamTranscoder {
                     signals.push(StreamSignal::FirstToken);
                 }
                 ChatEvent::Usage(u) => signals.push(StreamSignal::Usage(*u)),
+                _ => {}
+            }
+            match event {
+                ChatEvent::Text(t)
+                | ChatEvent::Reasoning(t)
+                | ChatEvent::ToolArgs { json: t, .. }
+                    if !t.is_empty() =>
+                {
+                    signals.push(StreamSignal::Generated(t.len()));
+                }
                 ChatEvent::Done => signals.push(StreamSignal::Done),
                 ChatEvent::Error { kind, message } => {
                     self.errored = true;

@@ -677,5 +677,8 @@ event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,
     let chunk = Bytes::from_static(
         b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":null,\"reasoning_content\":\"Hmm\"}}]}\n\n",
     );
-    assert_eq!(obs.observe(&chunk), vec![StreamSignal::FirstToken]);
+    assert_eq!(
+        obs.observe(&chunk),
+        vec![StreamSignal::FirstToken, StreamSignal::Generated(3)]
+    );
 }

@@ -124,3 +124,30 @@ fn an_unterminated_last_event_is_still_forwarded() {
     let (out, _) = transcode(stream, false, 5);
     assert_eq!(out, stream);
 }
+
+#[test]
+fn streams_report_how_much_they_have_generated() {
+    let stream = fixture_stream();
+    let (_, signals) = transcode(&stream, true, 7);
+    let generated: usize = signals
+        .iter()
+        .map(|s| match s {
+            StreamSignal::Generated(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    // "Hello", "!", " The", " capital", " of France", " is", " Paris", "."
+    assert_eq!(generated, "Hello! The capital of France is Paris.".len());
+    // Translated streams count their text too.
+    let adapter = Adapter::for_kind(tollgate_config::ProviderKind::OpenAi);
+    let mut t = adapter.stream_transcoder(ClientApi::Anthropic, false);
+    let mut translated = 0;
+    for chunk in stream.chunks(64) {
+        for s in t.push(&Bytes::copy_from_slice(chunk)).signals {
+            if let StreamSignal::Generated(n) = s {
+                translated += n;
+            }
+        }
+    }
+    assert_eq!(translated, generated);
+}

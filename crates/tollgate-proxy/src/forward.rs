@@ -89,6 +89,9 @@ pub async fn deliver_json(
             .map_err(|e| AttemptError::Malformed(e.to_string()))?;
         ctx.set_usage(translated.usage);
         body = translated.body;
+        if let Some(spend) = ctx.spend.clone() {
+            spend.settle_budgets(ctx).await;
+        }
     } else {
         body = client_error_body(ctx, provider, status, body);
     }
@@ -174,7 +177,7 @@ pub async fn forward_stream(
                     return Err(AttemptError::Malformed(why));
                 }
                 StreamSignal::FirstToken | StreamSignal::Done => started = true,
-                StreamSignal::Usage(_) => {}
+                StreamSignal::Usage(_) | StreamSignal::Generated(_) => {}
             }
         }
         note_signals(ctx, out.signals);
@@ -209,7 +212,17 @@ pub async fn forward_stream(
             .iter()
             .any(|s| matches!(s, StreamSignal::Error(_)));
         if !write_transcoded(session, ctx, out).await {
+            ctx.estimate_missing_usage();
             return Ok(Forwarded::ClientGone);
+        }
+        if let Some(refusal) = crate::spend::over_budget(ctx).await {
+            // Past what the request reserved, with no room left in its budget: stop here.
+            ctx.error = Some(refusal.message.clone());
+            let _ = session
+                .write_response_body(Some(refusal.sse_event_for(ctx.client_api)), false)
+                .await;
+            truncated = true;
+            break;
         }
         out = match next_chunk(&mut opened.session, timeouts.idle).await {
             Ok(Some(chunk)) => transcoder.push(&chunk),
@@ -237,6 +250,7 @@ pub async fn forward_stream(
             }
         };
     }
+    ctx.estimate_missing_usage();
     if session.write_response_body(None, true).await.is_err() {
         return Ok(Forwarded::ClientGone);
     }
@@ -254,6 +268,7 @@ fn note_signals(ctx: &mut RequestCtx, signals: Vec<StreamSignal>) {
             StreamSignal::FirstToken => ctx.ttft = Some(ctx.started.elapsed()),
             StreamSignal::Usage(u) => ctx.set_usage(Some(u)),
             StreamSignal::Error(e) => ctx.error = Some(format!("provider stream error: {e}")),
+            StreamSignal::Generated(n) => ctx.generated_bytes += n as u64,
             StreamSignal::Done => {}
         }
     }

@@ -160,7 +160,9 @@ impl ProxyHttp for Gateway {
 
     /// Loads the live state once; the request keeps this version to its end.
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.live.load_full())
+        let mut ctx = RequestCtx::new(self.live.load_full());
+        ctx.spend = Some(self.spend.clone());
+        ctx
     }
 
     /// Never reached: every request is answered in `request_filter`.
@@ -227,6 +229,7 @@ impl ProxyHttp for Gateway {
                 input_tokens = ctx.usage.map(|u| u.input_tokens),
                 output_tokens = ctx.usage.map(|u| u.output_tokens),
                 cached_input_tokens = ctx.usage.map(|u| u.cached_input_tokens),
+                usage_estimated = ctx.usage_estimated,
                 cost_usd = ctx.cost.map(tracing::field::display),
                 error = ctx.error.as_deref(),
                 "Request finished."

@@ -42,6 +42,7 @@ pub(crate) fn entry(ctx: &RequestCtx, cost: Usd, charges: Vec<Charge>) -> Ledger
         ttft_ms: ctx
             .ttft
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        estimated: ctx.usage_estimated,
         charges,
     }
 }

@@ -13,6 +13,7 @@ use crate::routing::route_chat;
 use crate::spend::Spend;
 use pingora::connectors::http::Connector;
 use pingora::proxy::Session;
+use std::sync::Arc;
 use std::time::Duration;
 use tollgate_providers::{Adapter, UpstreamRequest, parse_messages_request, passthrough_request};
 use tollgate_types::{ApiError, ChatRequest, ClientApi, EmbeddingsRequest, ErrorKind};
@@ -121,7 +122,7 @@ pub async fn serve(
     ctx: &mut RequestCtx,
     connector: &Connector,
     health: &HealthRegistry,
-    spend: &Spend,
+    spend: &Arc<Spend>,
     mut payload: Payload,
 ) -> pingora::Result<()> {
     let state = ctx.state.clone();

@@ -160,6 +160,18 @@ impl Spend {
             ..Usage::default()
         };
         let amount = worst_cost(&state, targets, &worst);
+        if payload.is_stream() {
+            let per_token = Usage {
+                output_tokens: 1,
+                ..Usage::default()
+            };
+            ctx.stream_guard = Some(StreamGuard {
+                reserved_output_tokens: worst.output_tokens,
+                output_price: worst_cost(&state, targets, &per_token),
+                next_check: worst.output_tokens.saturating_add(1),
+                status: config.spend.exceeded_status,
+            });
+        }
         let refused = |e: BudgetExceeded| {
             ApiError::new(
                 ErrorKind::BudgetExceeded(config.spend.exceeded_status),
@@ -246,9 +258,25 @@ impl Spend {
     /// and queues its ledger entry.
     pub async fn settle(&self, ctx: &mut RequestCtx) {
         self.settle_tokens(ctx);
+        self.settle_budgets(ctx).await;
         let cost = ctx.cost.unwrap_or(Usd::ZERO);
-        let charges = match ctx.reservation.take() {
-            None => Vec::new(),
+        let charges = std::mem::take(&mut ctx.charges);
+        if let Some(ledger) = &self.ledger
+            && ctx.operation.is_llm()
+            && ledger
+                .try_send(crate::ledger::entry(ctx, cost, charges))
+                .is_err()
+        {
+            crate::metrics::record_ledger_dropped();
+        }
+    }
+
+    /// Releases the request's reservation and charges its cost, once. Complete answers do
+    /// this before the client gets them, so a client's next request sees the budget settled.
+    pub async fn settle_budgets(&self, ctx: &mut RequestCtx) {
+        let cost = ctx.cost.unwrap_or(Usd::ZERO);
+        ctx.charges = match ctx.reservation.take() {
+            None => return,
             Some(Held::Local(r)) => self.budgets.settle(r, cost),
             Some(Held::Shared(r, periods)) => {
                 match self.redis().await {
@@ -271,14 +299,6 @@ impl Spend {
                     .collect()
             }
         };
-        if let Some(ledger) = &self.ledger
-            && ctx.operation.is_llm()
-            && ledger
-                .try_send(crate::ledger::entry(ctx, cost, charges))
-                .is_err()
-        {
-            crate::metrics::record_ledger_dropped();
-        }
     }
 
     /// Every budget's state with its configured limit, for `GET /admin/budgets`.
@@ -299,6 +319,48 @@ impl Spend {
         }
         serde_json::json!({ "budgets": budgets })
     }
+}
+
+/// A streaming request's budget guard: the output it reserved for, and what more costs.
+#[derive(Debug)]
+pub struct StreamGuard {
+    reserved_output_tokens: u64,
+    /// The priciest target's price of one output token (what the reservation assumed).
+    output_price: Usd,
+    /// Estimated output tokens at which to look at the budget again.
+    next_check: u64,
+    status: u16,
+}
+
+/// Output tokens between two looks at the budget once a stream is past its reservation.
+const GUARD_STEP: u64 = 8;
+
+/// `Some(error)` when a stream has run past the output its reservation covered (estimated
+/// from the bytes it generated, four to a token) and its budgets have no room for the rest.
+/// Concurrent streams past their reservations may each take the same room.
+pub async fn over_budget(ctx: &mut RequestCtx) -> Option<ApiError> {
+    let tokens = ctx.generated_bytes.div_ceil(4);
+    let guard = ctx.stream_guard.as_mut()?;
+    if tokens < guard.next_check {
+        return None;
+    }
+    guard.next_check = tokens.saturating_add(GUARD_STEP);
+    let excess = guard
+        .output_price
+        .times(tokens.saturating_sub(guard.reserved_output_tokens));
+    let status = guard.status;
+    let spend = ctx.spend.clone()?;
+    let left = spend.remaining(ctx).await?;
+    (left < excess).then(|| {
+        ApiError::new(
+            ErrorKind::BudgetExceeded(status),
+            format!(
+                "the budget ran out while streaming: this answer is past the output it reserved \
+                 and {left} USD is left"
+            ),
+        )
+        .with_code("budget_exceeded")
+    })
 }
 
 /// The most the request can cost on any of its targets; unpriced targets cost nothing.

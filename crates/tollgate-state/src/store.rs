@@ -68,6 +68,8 @@ pub struct LedgerEntry {
     pub latency_ms: u64,
     /// Time to first token, ms, for streams.
     pub ttft_ms: Option<u64>,
+    /// The tokens are the gateway's estimate: the provider reported none.
+    pub estimated: bool,
     /// The budgets it was charged to.
     pub charges: Vec<Charge>,
 }
@@ -136,7 +138,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     cost_picos BIGINT NOT NULL,
     status BIGINT NOT NULL,
     latency_ms BIGINT NOT NULL,
-    ttft_ms BIGINT
+    ttft_ms BIGINT,
+    estimated BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at_ms);
 CREATE INDEX IF NOT EXISTS ledger_key_at ON ledger (key, at_ms);
@@ -258,8 +261,8 @@ impl Store {
         let insert = self.dialect(
             "INSERT INTO ledger (request_id, at_ms, key, tenant, model, provider,
                 upstream_model, input_tokens, output_tokens, cached_input_tokens,
-                cache_write_tokens, cost_picos, status, latency_ms, ttft_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                cache_write_tokens, cost_picos, status, latency_ms, ttft_ms, estimated)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         let upsert = self.dialect(
             "INSERT INTO budget_spend (budget, period_start, spent_picos) VALUES (?, ?, ?)
@@ -285,6 +288,7 @@ impl Store {
                     .bind(i64::from(e.status))
                     .bind(int(e.latency_ms))
                     .bind(e.ttft_ms.map(int))
+                    .bind(i64::from(e.estimated))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| self.sql(e))?;

@@ -156,9 +156,10 @@ async fn shared_counters_hold_across_gateways() {
         tasks.push(tokio::spawn(async move {
             let mut settled = Usd::ZERO;
             for i in 0..20u64 {
+                // Test keys expire; a real `total` budget's never do.
                 let asks = [SharedAsk {
                     ask: ask("shared", 1.0, 0),
-                    ttl_secs: 0,
+                    ttl_secs: 600,
                 }];
                 let Ok(held) = budgets.reserve(&asks, dollars(0.03)).await.expect("redis") else {
                     continue;
@@ -187,7 +188,7 @@ async fn shared_counters_hold_across_gateways() {
         .reserve(
             &[SharedAsk {
                 ask: ask("shared", 1.0, 0),
-                ttl_secs: 0,
+                ttl_secs: 600,
             }],
             dollars(0.5),
         )

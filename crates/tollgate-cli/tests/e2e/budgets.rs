@@ -167,8 +167,12 @@ async fn two_gateways_share_one_budget_through_redis_and_postgres() {
     let shared = format!(
         "[shared]\nredis_url = \"{url}\"\ndatabase_url = \"{db}\"\nprefix = \"{prefix}\"\n"
     );
-    let a = Gateway::start(&format!("{shared}{}", metered(&m, a_dir.path(), 1.0))).await;
-    let b = Gateway::start(&format!("{shared}{}", metered(&m, b_dir.path(), 1.0))).await;
+    // A daily budget, so the test's counters in Redis expire (a `total` one's never do).
+    let daily = |dir: &Path| {
+        metered(&m, dir, 1.0).replace("limit_usd = 1\n", "limit_usd = 1\nperiod = \"daily\"\n")
+    };
+    let a = Gateway::start(&format!("{shared}{}", daily(a_dir.path()))).await;
+    let b = Gateway::start(&format!("{shared}{}", daily(b_dir.path()))).await;
     let (charged, most, refused) = sixty_four_clients(&[a.url.clone(), b.url.clone()]).await;
     assert!(refused > 0, "the budget ran out");
     let spent = settled(&a).await;
@@ -312,4 +316,56 @@ async fn unreachable_shared_budgets_refuse_unless_told_to_count_locally() {
         settled(&lenient).await > Usd::ZERO,
         "counted in the gateway's own counters"
     );
+}
+
+/// A stream that runs past the output it reserved, with no room left in its budget, is cut
+/// off with an error event, and charged for what it generated (estimated: the stream ended
+/// before the provider's usage).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_past_its_reservation_is_cut_off_when_the_budget_runs_out() {
+    let m = mock().await;
+    let data = tempfile::tempdir().expect("data dir");
+    // Output only, $0.001 a token; 4 output tokens reserved for a request without max_tokens;
+    // a budget with room for 6.
+    let config = format!(
+        "[spend]\ndata_dir = \"{}\"\nreserve_output_tokens = 4\n\n{}\n\
+         [models.m]\ntargets = [{{ provider = \"a\", model = \"mock\" }}]\n\
+         [prices.\"a/mock\"]\ninput_per_1m = 0.0\noutput_per_1m = 1000.0\n\
+         [[budgets]]\nkey = \"test\"\nlimit_usd = 0.006\n",
+        data.path().display(),
+        mock_provider("a", &m.base_url(), "\"x-mock-chunks\" = \"40\"")
+    );
+    let gw = Gateway::start(&config).await;
+    let text = gw
+        .post("/v1/chat/completions")
+        .json(&json!({"model": "m", "stream": true,
+                      "messages": [{"role": "user", "content": "tell me a long story"}]}))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("\"budget_exceeded\""), "{text}");
+    assert!(
+        !text.contains("data: [DONE]"),
+        "the stream was cut short: {text}"
+    );
+    let spent = settled(&gw).await;
+    assert!(
+        spent > Usd::from_dollars(0.004),
+        "charged for what it generated: {spent}"
+    );
+    // It stops within one look at the budget (8 tokens) past the limit.
+    assert!(spent <= Usd::from_dollars(0.006 + 0.008 + 0.001), "{spent}");
+    // The ledger holds the same (estimated) charge.
+    let store = Store::open(data.path()).await.expect("store");
+    for _ in 0..100 {
+        if store.ledger_total("test", 0).await.expect("sum") == spent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.ledger_total("test", 0).await.expect("sum"), spent);
+    store.close().await;
 }
