@@ -17,6 +17,8 @@ use tollgate_types::Usd;
 pub(crate) const LEDGER_QUEUE: usize = 100_000;
 /// Entries written per transaction at most.
 const LEDGER_BATCH: usize = 512;
+/// How long the first entry of a batch waits for others.
+const LEDGER_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The ledger entry of a finished request.
 pub(crate) fn entry(ctx: &RequestCtx, cost: Usd, charges: Vec<Charge>) -> LedgerEntry {
@@ -83,6 +85,17 @@ impl BackgroundService for LedgerService {
                 n = rx.recv_many(&mut batch, LEDGER_BATCH) => {
                     if n == 0 {
                         break; // every sender is gone
+                    }
+                    // Let a batch gather: one transaction per interval, not per request, is
+                    // what keeps the store's CPU off the gateway's per-request cost.
+                    if batch.len() < LEDGER_BATCH {
+                        tokio::time::sleep(LEDGER_LINGER).await;
+                        while batch.len() < LEDGER_BATCH {
+                            match rx.try_recv() {
+                                Ok(entry) => batch.push(entry),
+                                Err(_) => break,
+                            }
+                        }
                     }
                     write(&store, &mut batch).await;
                 }
