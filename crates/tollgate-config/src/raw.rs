@@ -78,6 +78,9 @@ pub struct RawSpend {
     pub reserve_output_tokens: Option<u32>,
     /// Status of a request refused for budget: 402 (default) or 429.
     pub exceeded_status: Option<u16>,
+    /// A target with no `[prices]` entry and no catalog price: `free` (default: served and
+    /// logged without a cost) or `error` (the config is refused).
+    pub unpriced: Option<String>,
     /// With `[shared] redis_url`, budgets are counted in Redis. When it cannot be reached:
     /// `deny` (default) answers 503, so no budget is ever overspent; `local` counts on in this
     /// gateway alone until Redis is back (those requests are not reconciled into Redis).

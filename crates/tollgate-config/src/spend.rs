@@ -155,6 +155,8 @@ pub struct SpendSettings {
     /// Whether budgets fall back to this gateway's own counters when Redis is unreachable
     /// (`local`), rather than refusing requests (`deny`).
     pub local_when_shared_fails: bool,
+    /// A target left without a price is a config error.
+    pub unpriced_is_error: bool,
 }
 
 pub(crate) fn check_spend(
@@ -172,6 +174,14 @@ pub(crate) fn check_spend(
         data_dir: PathBuf::from(s.data_dir.as_deref().unwrap_or("./.tollgate")),
         reserve_output_tokens: s.reserve_output_tokens.unwrap_or(4096),
         exceeded_status,
+        unpriced_is_error: match s.unpriced.as_deref() {
+            None | Some("free") => false,
+            Some("error") => true,
+            Some(_) => {
+                ck.error(&path.key("unpriced"), "expected `free` or `error`");
+                false
+            }
+        },
         local_when_shared_fails: match s.on_shared_error.as_deref() {
             None | Some("deny") => false,
             Some("local") => true,

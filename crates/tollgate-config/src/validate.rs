@@ -221,6 +221,15 @@ fn check(
             ),
         }
     }
+    let mut prices = check_prices(&raw, &root.key("prices"), ck);
+    let spend = crate::spend::check_spend(&raw, &root.key("spend"), ck);
+    price_targets(
+        &providers,
+        &models,
+        &mut prices,
+        spend.unpriced_is_error,
+        ck,
+    );
     Config {
         source: file.to_owned(),
         server,
@@ -231,12 +240,46 @@ fn check(
         models,
         keys,
         policy: check_policy(&raw, file, &root.key("policy"), ck),
-        prices: check_prices(&raw, &root.key("prices"), ck),
+        prices,
         resilience,
         shared: check_shared(&raw, &root.key("shared"), ck),
-        spend: crate::spend::check_spend(&raw, &root.key("spend"), ck),
+        spend,
         budgets: crate::spend::check_budgets(&raw, &root.key("budgets"), ck),
         rate_limits: crate::spend::check_rate_limits(&raw, &root.key("rate_limits"), ck),
+    }
+}
+
+/// Gives every target without a `[prices]` entry its catalog price, if the catalog has one;
+/// with `[spend] unpriced = "error"`, a target left without a price is a config error.
+fn price_targets(
+    providers: &BTreeMap<String, ProviderConfig>,
+    models: &BTreeMap<String, ModelConfig>,
+    prices: &mut BTreeMap<String, PriceConfig>,
+    unpriced_is_error: bool,
+    ck: &mut Checker<'_>,
+) {
+    for (alias, m) in models {
+        for (i, t) in m.targets.iter().enumerate() {
+            let id = t.id();
+            if prices.contains_key(&id) {
+                continue;
+            }
+            let kind = providers.get(&t.provider).map(|p| p.kind);
+            match kind.and_then(|k| crate::catalog::lookup(k, &t.model)) {
+                Some(entry) => {
+                    prices.insert(id, entry.price);
+                }
+                None if unpriced_is_error => ck.error(
+                    &ConfigPath::default()
+                        .key("models")
+                        .key(alias)
+                        .key("targets")
+                        .index(i),
+                    format!("no price for `{id}`: add [prices.\"{id}\"] (the catalog has none)"),
+                ),
+                None => {}
+            }
+        }
     }
 }
 

@@ -204,3 +204,22 @@ fn budget_limit_and_key_mistakes_are_reported_with_their_place() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+#[test]
+fn hosted_models_are_priced_from_the_catalog_and_unpriced_ones_can_be_refused() {
+    let config = |model: &str| {
+        format!(
+            "[spend]\nunpriced = \"error\"\n\n\
+             [providers.openai]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n\
+             [models.m]\ntargets = [{{ provider = \"openai\", model = \"{model}\" }}]\n"
+        )
+    };
+    let (ok, _, err) = check(&config("gpt-4o"));
+    assert!(ok, "gpt-4o is in the catalog: {err}");
+    let (ok, _, err) = check(&config("gpt-imaginary"));
+    assert!(!ok);
+    assert!(
+        err.contains("FILE:9:12: models.m.targets[0]: no price for `openai/gpt-imaginary`"),
+        "{err}"
+    );
+}
