@@ -30,6 +30,34 @@ def binary() -> str:
     return path
 
 
+def serve_example(name: str, tmp: str, **env):
+    """Starts `tollgate serve` on `examples/NAME` with fresh ports, its pid file and upgrade
+    socket in `tmp`, and `env` (e.g. upstream URLs). Returns (process, port, admin port) once
+    it is ready."""
+    port, admin = free_port(), free_port()
+    full_env = {
+        **os.environ,
+        "RUST_LOG": "warn",
+        "TOLLGATE_LISTEN": f"127.0.0.1:{port}",
+        "TOLLGATE_ADMIN_LISTEN": f"127.0.0.1:{admin}",
+        "TOLLGATE_PID_FILE": f"{tmp}/tollgate.pid",
+        "TOLLGATE_UPGRADE_SOCK": f"{tmp}/upgrade.sock",
+        **env,
+    }
+    proc = subprocess.Popen([binary(), "serve", "--config", str(ROOT / "examples" / name)],
+                            env=full_env)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"tollgate exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/readiness", timeout=1):
+                return proc, port, admin
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail("tollgate did not become ready")
+
+
 def hash_key(key: str) -> str:
     out = subprocess.run([binary(), "hash-key", key], check=True, capture_output=True, text=True)
     return out.stdout.strip()

@@ -3,24 +3,20 @@ gets a clean 402 it is told not to retry, and an unlimited key keeps working. St
 priced like complete answers.
 """
 
-import os
-import pathlib
-import subprocess
 import tempfile
 import time
 
 import openai
 import pytest
 
-from conftest import binary, free_port
-from test_chaos import Mock, http, wait_ready
+from conftest import serve_example
+from test_chaos import Mock, http
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 MESSAGES = [{"role": "user", "content": "Tell me about budgets."}]
 
 
 def settled(report):
-    """The budget once nothing is reserved (requests settle just after their response)."""
+    """The budget once nothing is reserved (a stream settles just after its last byte)."""
     deadline = time.time() + 5
     while time.time() < deadline:
         r = report()
@@ -34,20 +30,9 @@ def settled(report):
 def budgets():
     upstream = Mock()
     tmp = tempfile.TemporaryDirectory()
-    port, admin = free_port(), free_port()
-    env = {
-        **os.environ,
-        "RUST_LOG": "warn",
-        "TOLLGATE_LISTEN": f"127.0.0.1:{port}",
-        "TOLLGATE_ADMIN_LISTEN": f"127.0.0.1:{admin}",
-        "TOLLGATE_UPSTREAM_URL": f"{upstream.url}/v1",
-        "TOLLGATE_DATA_DIR": f"{tmp.name}/data",
-        "TOLLGATE_PID_FILE": f"{tmp.name}/tollgate.pid",
-        "TOLLGATE_UPGRADE_SOCK": f"{tmp.name}/upgrade.sock",
-    }
-    gw = subprocess.Popen([binary(), "serve", "--config", str(ROOT / "examples/budgets.toml")],
-                          env=env)
-    wait_ready(f"http://127.0.0.1:{port}/health/readiness", gw)
+    gw, port, admin = serve_example("budgets.toml", tmp.name,
+                                    TOLLGATE_UPSTREAM_URL=f"{upstream.url}/v1",
+                                    TOLLGATE_DATA_DIR=f"{tmp.name}/data")
 
     class Budgets:
         pass

@@ -7,7 +7,6 @@ what reached each upstream and when. Each test gets a fresh gateway, so circuits
 
 import json
 import os
-import pathlib
 import subprocess
 import tempfile
 import time
@@ -16,9 +15,8 @@ import urllib.request
 import openai
 import pytest
 
-from conftest import KEY, binary, free_port
+from conftest import KEY, binary, free_port, serve_example
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 MESSAGES = [{"role": "user", "content": "Say something about resilience."}]
 
 
@@ -68,20 +66,9 @@ class Mock:
 def chaos():
     primary, fallback = Mock(), Mock()
     tmp = tempfile.TemporaryDirectory()
-    port, admin = free_port(), free_port()
-    env = {
-        **os.environ,
-        "RUST_LOG": "warn",
-        "TOLLGATE_LISTEN": f"127.0.0.1:{port}",
-        "TOLLGATE_ADMIN_LISTEN": f"127.0.0.1:{admin}",
-        "TOLLGATE_PRIMARY_URL": f"{primary.url}/v1",
-        "TOLLGATE_FALLBACK_URL": f"{fallback.url}/v1",
-        "TOLLGATE_PID_FILE": f"{tmp.name}/tollgate.pid",
-        "TOLLGATE_UPGRADE_SOCK": f"{tmp.name}/upgrade.sock",
-    }
-    gw = subprocess.Popen([binary(), "serve", "--config", str(ROOT / "examples/failover.toml")],
-                          env=env)
-    wait_ready(f"http://127.0.0.1:{port}/health/readiness", gw)
+    gw, port, admin = serve_example("failover.toml", tmp.name,
+                                    TOLLGATE_PRIMARY_URL=f"{primary.url}/v1",
+                                    TOLLGATE_FALLBACK_URL=f"{fallback.url}/v1")
 
     class Chaos:
         pass

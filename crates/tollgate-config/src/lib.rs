@@ -25,7 +25,7 @@ mod validate;
 pub use error::{ConfigError, Diagnostic};
 pub use presets::{AuthStyle, ProviderKind, WireFormat};
 pub use resilience::{BreakerSettings, Resilience, Strategy};
-pub use spend::{BudgetConfig, Per, Period, RateLimitConfig, SpendSettings};
+pub use spend::{BudgetConfig, Per, Period, RateLimitConfig, Selector, SpendSettings};
 pub use types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
     ProviderConfig, ServerConfig, SharedSettings, Target, Timeouts, UpstreamUrl, VirtualKey,

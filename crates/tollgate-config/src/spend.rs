@@ -2,7 +2,7 @@
 //! and on request rates.
 
 use crate::locate::ConfigPath;
-use crate::raw::{RawBudget, RawConfig};
+use crate::raw::RawConfig;
 use crate::validate::Checker;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -114,17 +114,79 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// One `[[budgets]]` entry: a cap on the spend of the requests it selects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BudgetConfig {
-    /// Unique name; spend is stored under it, so renaming a budget starts it afresh.
-    pub name: String,
+/// Which requests a budget or rate limit applies to: those matching every selector given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
     /// Only requests made with this virtual key (by name).
     pub key: Option<String>,
     /// Only requests of this tenant.
     pub tenant: Option<String>,
     /// Only requests for this model alias.
     pub model: Option<String>,
+}
+
+impl Selector {
+    /// Whether a request by `key` of `tenant` for `model` is selected.
+    pub fn applies(&self, key: Option<&str>, tenant: Option<&str>, model: &str) -> bool {
+        let matches = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == have)
+        };
+        matches(&self.key, key)
+            && matches(&self.tenant, tenant)
+            && matches(&self.model, Some(model))
+    }
+
+    /// `key:NAME/model:ALIAS`, or `all`: the start of a default name.
+    fn label(&self) -> Vec<String> {
+        let parts: Vec<String> = [
+            ("key", &self.key),
+            ("tenant", &self.tenant),
+            ("model", &self.model),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}:{v}")))
+        .collect();
+        if parts.is_empty() {
+            vec!["all".to_owned()]
+        } else {
+            parts
+        }
+    }
+
+    /// Checks that a named key and model exist.
+    fn check(
+        raw: &RawConfig,
+        key: &Option<String>,
+        tenant: &Option<String>,
+        model: &Option<String>,
+        path: &ConfigPath,
+        ck: &mut Checker<'_>,
+    ) -> Selector {
+        if let Some(k) = key
+            && !raw.keys.iter().any(|rk| &rk.name == k)
+        {
+            ck.error(&path.key("key"), format!("unknown key {k:?}"));
+        }
+        if let Some(m) = model
+            && !raw.models.contains_key(m)
+        {
+            ck.error(&path.key("model"), format!("unknown model {m:?}"));
+        }
+        Selector {
+            key: key.clone(),
+            tenant: tenant.clone(),
+            model: model.clone(),
+        }
+    }
+}
+
+/// One `[[budgets]]` entry: a cap on the spend of the requests it selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetConfig {
+    /// Unique name; spend is stored under it, so renaming a budget starts it afresh.
+    pub name: String,
+    /// The requests it applies to.
+    pub selector: Selector,
     /// The cap.
     pub limit: Usd,
     /// When it resets.
@@ -134,12 +196,7 @@ pub struct BudgetConfig {
 impl BudgetConfig {
     /// Whether a request by `key` of `tenant` for `model` counts against this budget.
     pub fn applies(&self, key: Option<&str>, tenant: Option<&str>, model: &str) -> bool {
-        let matches = |want: &Option<String>, have: Option<&str>| {
-            want.as_deref().is_none_or(|w| Some(w) == have)
-        };
-        matches(&self.key, key)
-            && matches(&self.tenant, tenant)
-            && matches(&self.model, Some(model))
+        self.selector.applies(key, tenant, model)
     }
 }
 
@@ -198,27 +255,21 @@ pub(crate) fn check_budgets(
     path: &ConfigPath,
     ck: &mut Checker<'_>,
 ) -> Vec<BudgetConfig> {
-    let key_names: HashSet<&str> = raw.keys.iter().map(|k| k.name.as_str()).collect();
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (i, b) in raw.budgets.iter().enumerate() {
         let bp = path.index(i);
-        let name = b.name.clone().unwrap_or_else(|| default_name(b));
+        let selector = Selector::check(raw, &b.key, &b.tenant, &b.model, &bp, ck);
+        let name = b.name.clone().unwrap_or_else(|| {
+            let mut parts = selector.label();
+            parts.push(b.period.clone().unwrap_or_else(|| "total".to_owned()));
+            parts.join("/")
+        });
         if !names.insert(name.clone()) {
             ck.error(
                 &bp,
                 format!("two budgets are named {name:?}: give each a `name`"),
             );
-        }
-        if let Some(k) = &b.key
-            && !key_names.contains(k.as_str())
-        {
-            ck.error(&bp.key("key"), format!("unknown key {k:?}"));
-        }
-        if let Some(m) = &b.model
-            && !raw.models.contains_key(m)
-        {
-            ck.error(&bp.key("model"), format!("unknown model {m:?}"));
         }
         if !(b.limit_usd.is_finite() && b.limit_usd >= 0.0) {
             ck.error(&bp.key("limit_usd"), "must be a non-negative number");
@@ -237,27 +288,12 @@ pub(crate) fn check_budgets(
         };
         out.push(BudgetConfig {
             name,
-            key: b.key.clone(),
-            tenant: b.tenant.clone(),
-            model: b.model.clone(),
+            selector,
             limit: Usd::from_dollars(b.limit_usd),
             period,
         });
     }
     out
-}
-
-/// `key:NAME/model:ALIAS/daily`, from what the budget selects.
-fn default_name(b: &RawBudget) -> String {
-    let mut parts: Vec<String> = [("key", &b.key), ("tenant", &b.tenant), ("model", &b.model)]
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}:{v}")))
-        .collect();
-    if parts.is_empty() {
-        parts.push("all".to_owned());
-    }
-    parts.push(b.period.clone().unwrap_or_else(|| "total".to_owned()));
-    parts.join("/")
 }
 
 /// What a rate limit counts separately.
@@ -280,12 +316,8 @@ pub struct RateLimitConfig {
     pub name: String,
     /// What is counted separately; `None`: one count for all it selects.
     pub per: Option<Per>,
-    /// Only requests made with this virtual key.
-    pub key: Option<String>,
-    /// Only requests of this tenant.
-    pub tenant: Option<String>,
-    /// Only requests for this model alias.
-    pub model: Option<String>,
+    /// The requests it applies to.
+    pub selector: Selector,
     /// Requests per minute.
     pub rpm: Option<u64>,
     /// Tokens per minute.
@@ -295,12 +327,7 @@ pub struct RateLimitConfig {
 impl RateLimitConfig {
     /// Whether a request by `key` of `tenant` for `model` is limited by this rule.
     pub fn applies(&self, key: Option<&str>, tenant: Option<&str>, model: &str) -> bool {
-        let matches = |want: &Option<String>, have: Option<&str>| {
-            want.as_deref().is_none_or(|w| Some(w) == have)
-        };
-        matches(&self.key, key)
-            && matches(&self.tenant, tenant)
-            && matches(&self.model, Some(model))
+        self.selector.applies(key, tenant, model)
     }
 }
 
@@ -327,17 +354,11 @@ pub(crate) fn check_rate_limits(
                 None
             }
         };
+        let selector = Selector::check(raw, &r.key, &r.tenant, &r.model, &rp, ck);
         let name = r.name.clone().unwrap_or_else(|| {
-            let mut parts: Vec<String> =
-                [("key", &r.key), ("tenant", &r.tenant), ("model", &r.model)]
-                    .iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}:{v}")))
-                    .collect();
+            let mut parts = selector.label();
             if let Some(p) = &r.per {
                 parts.push(format!("per:{p}"));
-            }
-            if parts.is_empty() {
-                parts.push("all".to_owned());
             }
             parts.join("/")
         });
@@ -355,22 +376,10 @@ pub(crate) fn check_rate_limits(
                 ck.error(&rp.key(field), "must be at least 1");
             }
         }
-        if let Some(m) = &r.model
-            && !raw.models.contains_key(m)
-        {
-            ck.error(&rp.key("model"), format!("unknown model {m:?}"));
-        }
-        if let Some(k) = &r.key
-            && !raw.keys.iter().any(|rk| &rk.name == k)
-        {
-            ck.error(&rp.key("key"), format!("unknown key {k:?}"));
-        }
         out.push(RateLimitConfig {
             name,
             per,
-            key: r.key.clone(),
-            tenant: r.tenant.clone(),
-            model: r.model.clone(),
+            selector,
             rpm: r.rpm,
             tpm: r.tpm,
         });

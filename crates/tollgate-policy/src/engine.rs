@@ -48,27 +48,36 @@ thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Under [`run_throttled`]: when the current slice of work began.
     static THROTTLE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Under [`run_throttled`]: how long this thread has slept so far.
+    static SLEPT: Cell<Duration> = const { Cell::new(Duration::ZERO) };
 }
 
 /// How long a throttled script runs before it sleeps as long again: half a core at most.
 const THROTTLE_SLICE: Duration = Duration::from_micros(200);
 
-/// Runs `f` with every script call in it throttled to about half a core: after each 200 µs
-/// of work the thread sleeps 200 µs. The sleeps count toward each call's deadline.
+/// Runs `f` with every script call in it throttled to about half a core: each slice of work
+/// (at least 200 µs) is followed by a sleep as long. The sleeps count toward each call's
+/// deadline. Returns what `f` returned and how long it slept, so callers can judge a script
+/// by its work, not by the throttle.
 ///
 /// For scripts that are new or have been slow lately: on a small machine, one spinning into
 /// its deadline would otherwise take a whole core from every other request for that long.
-pub fn run_throttled<T>(f: impl FnOnce() -> T) -> T {
+pub fn run_throttled<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     /// Restores the thread's previous mode even if `f` unwinds, so a panic cannot leave a
     /// worker throttling every later script.
-    struct Restore(Option<Instant>);
+    struct Restore(Option<Instant>, Duration);
     impl Drop for Restore {
         fn drop(&mut self) {
             THROTTLE.with(|t| t.set(self.0));
+            SLEPT.with(|s| s.set(self.1));
         }
     }
-    let _restore = Restore(THROTTLE.with(|t| t.replace(Some(Instant::now()))));
-    f()
+    let _restore = Restore(
+        THROTTLE.with(|t| t.replace(Some(Instant::now()))),
+        SLEPT.with(|s| s.replace(Duration::ZERO)),
+    );
+    let out = f();
+    (out, SLEPT.with(Cell::get))
 }
 
 /// Called every 256 operations: `true` once the call's deadline has passed. Throttled calls
@@ -81,8 +90,13 @@ fn past_deadline() -> bool {
     if let Some(slice_start) = THROTTLE.with(Cell::get)
         && now.duration_since(slice_start) >= THROTTLE_SLICE
     {
-        std::thread::sleep(THROTTLE_SLICE.min(deadline.saturating_duration_since(now)));
+        // As long as the slice ran (a native helper can make one long), up to the deadline.
+        let pause = now
+            .duration_since(slice_start)
+            .min(deadline.saturating_duration_since(now));
+        std::thread::sleep(pause);
         let resumed = Instant::now();
+        SLEPT.with(|s| s.set(s.get() + resumed.duration_since(now)));
         THROTTLE.with(|t| t.set(Some(resumed)));
         return resumed >= deadline;
     }

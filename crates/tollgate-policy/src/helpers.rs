@@ -40,7 +40,8 @@ fn regex_match(text: &str, pattern: &str) -> Result<bool, Box<EvalAltResult>> {
 ///
 /// Scripts pass the same few word lists on every call, so each list's SIMD searchers are built
 /// once and cached (building one costs more than scanning a prompt with it). The text is
-/// lowercased once; a list with non-ASCII words needs Unicode case folding for both sides.
+/// lowercased once (ASCII letters only); a list with non-ASCII words lowercases both sides
+/// with Unicode's `to_lowercase`, which is not full case folding (`ß` does not match `ss`).
 fn contains_any(text: &str, words: Array) -> bool {
     // Rhai strings: collecting them is a reference count each, not a copy.
     let words: Vec<ImmutableString> = words

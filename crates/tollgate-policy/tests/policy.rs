@@ -194,8 +194,10 @@ fn a_throttled_script_still_stops_at_its_deadline_and_still_decides() {
         .compile("loop.rhai", "fn route(req, ctx) { loop {} }")
         .expect("compile");
     let started = Instant::now();
-    let err = tollgate_policy::run_throttled(|| e.route(&looping, &request("x"), &ctx()))
-        .expect_err("stopped");
+    let (outcome, slept) =
+        tollgate_policy::run_throttled(|| e.route(&looping, &request("x"), &ctx()));
+    let err = outcome.expect_err("stopped");
+    assert!(slept > Duration::ZERO, "it was made to pause");
     assert_eq!(err.kind, ErrorKind::Timeout);
     assert!(started.elapsed() < Duration::from_millis(500));
     // A script with real work across many slices still finishes, with the same answer.
@@ -207,7 +209,9 @@ fn a_throttled_script_still_stops_at_its_deadline_and_still_decides() {
         .expect("compile");
     let plain = e.route(&busy, &request("x"), &ctx()).expect("plain");
     let throttled = tollgate_policy::run_throttled(|| e.route(&busy, &request("x"), &ctx()))
+        .0
         .expect("throttled");
+
     assert_eq!(plain, throttled);
 }
 

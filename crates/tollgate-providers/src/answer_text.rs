@@ -60,7 +60,7 @@ impl<'a> AnswerText<'a> {
         }
     }
 
-    /// The unescaped text (allocates only when it had escapes).
+    /// The unescaped text.
     #[cfg(test)]
     pub fn to_plain(&self) -> Cow<'a, str> {
         match self {
@@ -71,9 +71,18 @@ impl<'a> AnswerText<'a> {
     }
 }
 
-/// A string literal the parser has already accepted cannot fail to decode.
+/// The text of a string literal. The parser accepted it, but it may still hold a lone
+/// surrogate (`"\ud800"`), which a Rust string cannot: then the literal's content is kept
+/// as written rather than dropped.
 fn unescape<'a>(raw: &'a RawValue) -> Cow<'a, str> {
-    serde_json::from_str::<Cow<'a, str>>(raw.get()).unwrap_or_default()
+    serde_json::from_str::<Cow<'a, str>>(raw.get()).unwrap_or_else(|_| {
+        let literal = raw.get();
+        Cow::Borrowed(
+            literal
+                .get(1..literal.len().saturating_sub(1))
+                .unwrap_or(""),
+        )
+    })
 }
 
 impl Serialize for AnswerText<'_> {
@@ -115,6 +124,14 @@ mod tests {
             serde_json::to_string(&text).expect("json"),
             r#""a\tb\"c\" d""#
         );
+    }
+
+    #[test]
+    fn a_lone_surrogate_keeps_its_text_as_written() {
+        let mut text = AnswerText::default();
+        text.push_escaped(raw(r#""before ""#));
+        text.push_escaped(raw(r#""\ud800 after""#));
+        assert_eq!(text.to_plain(), "before \\ud800 after");
     }
 
     #[test]

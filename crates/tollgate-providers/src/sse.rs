@@ -156,21 +156,45 @@ impl StreamObserver {
         let mut signals = Vec::new();
         let mut out = BytesMut::new();
         for (raw, ev) in self.splitter.push_raw(chunk) {
-            let usage_only = ev.is_some_and(|ev| self.note(&ev, &mut signals));
-            if !self.strip_usage {
-                out.extend_from_slice(&raw);
-            } else if !usage_only {
-                // Asked for usage, OpenAI also adds `"usage":null` to every other chunk.
-                out.extend_from_slice(&without_null_usage(&raw));
-            }
+            self.forward(&raw, ev.as_ref(), &mut out, &mut signals);
         }
-        self.check_pending(&mut signals);
+        if self.splitter.pending() > MAX_PENDING_EVENT_BYTES {
+            // Held back from the client so far: hand it over rather than lose it, and say so.
+            out.extend_from_slice(&self.splitter.take_pending());
+            signals.push(StreamSignal::Error(
+                "SSE event larger than 8 MiB".to_owned(),
+            ));
+        }
         (out.freeze(), signals)
     }
 
-    /// At the end of the body: what [`Self::filter`] still holds (an unterminated event).
-    pub fn finish(&mut self) -> Bytes {
-        self.splitter.take_pending()
+    /// At the end of the body: the unterminated last event [`Self::filter`] still holds,
+    /// inspected (and stripped) like any other.
+    pub fn finish(&mut self) -> (Bytes, Vec<StreamSignal>) {
+        let (mut out, mut signals) = (BytesMut::new(), Vec::new());
+        let raw = self.splitter.take_pending();
+        if !raw.is_empty() {
+            let ev = parse_event(&raw);
+            self.forward(&raw, ev.as_ref(), &mut out, &mut signals);
+        }
+        (out.freeze(), signals)
+    }
+
+    /// Notes one event and adds what the client should get of it to `out`.
+    fn forward(
+        &mut self,
+        raw: &Bytes,
+        ev: Option<&SseEvent>,
+        out: &mut BytesMut,
+        signals: &mut Vec<StreamSignal>,
+    ) {
+        let usage_only = ev.is_some_and(|ev| self.note(ev, signals));
+        if !self.strip_usage {
+            out.extend_from_slice(raw);
+        } else if !usage_only {
+            // Asked for usage, OpenAI also adds `"usage":null` to every other chunk.
+            out.extend_from_slice(&without_null_usage(raw));
+        }
     }
 
     /// A stream without event boundaries would otherwise grow the buffer without end.
@@ -233,6 +257,7 @@ fn generated_bytes(data: &str) -> usize {
     for key in [
         &b"\"content\""[..],
         b"\"reasoning_content\"",
+        b"\"reasoning\"",
         b"\"arguments\"",
     ] {
         for at in memmem::find_iter(bytes, key) {

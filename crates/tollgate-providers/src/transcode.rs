@@ -215,10 +215,10 @@ impl StreamTranscoder {
     /// Flushes at the end of the upstream body.
     pub fn finish(&mut self) -> Transcoded {
         match &mut self.mode {
-            Mode::Passthrough(observer) if observer.strips_usage() => Transcoded {
-                bytes: observer.finish(),
-                signals: Vec::new(),
-            },
+            Mode::Passthrough(observer) if observer.strips_usage() => {
+                let (bytes, signals) = observer.finish();
+                Transcoded { bytes, signals }
+            }
             Mode::Passthrough(_) | Mode::Observe(_) => Transcoded::default(),
             Mode::Translate { .. } if self.errored => Transcoded::default(),
             Mode::Translate { decoder, .. } => {

@@ -151,3 +151,17 @@ fn streams_report_how_much_they_have_generated() {
     }
     assert_eq!(translated, generated);
 }
+
+#[test]
+fn an_unterminated_usage_chunk_at_the_end_is_still_stripped_and_counted() {
+    let text = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}";
+    let stream = format!("{text}{usage}");
+    let (out, signals) = transcode(stream.as_bytes(), false, 9);
+    assert_eq!(String::from_utf8_lossy(&out), text);
+    assert!(
+        signals
+            .iter()
+            .any(|s| matches!(s, StreamSignal::Usage(u) if u.input_tokens == 3))
+    );
+}

@@ -85,6 +85,18 @@ impl Spend {
                                 now,
                             );
                         }
+                        if n > per_minute {
+                            // Waiting cannot help a request larger than the whole minute.
+                            return Err(ApiError::new(
+                                ErrorKind::InvalidRequest,
+                                format!(
+                                    "this request (about {n} tokens) is larger than rate limit \
+                                     {:?} allows in a minute ({per_minute})",
+                                    rule.name
+                                ),
+                            )
+                            .with_code("request_too_large_for_rate_limit"));
+                        }
                         let what = if is_tokens { "tokens" } else { "requests" };
                         let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
                         return Err(ApiError::new(

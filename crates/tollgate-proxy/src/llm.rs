@@ -84,6 +84,19 @@ impl Payload {
         }
     }
 
+    /// How many answers the request asks for (`n`): each is priced.
+    pub fn choices(&self) -> u64 {
+        match self {
+            Payload::Chat(r) => r
+                .extra
+                .get("n")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(1)
+                .max(1),
+            Payload::Embeddings(_) => 1,
+        }
+    }
+
     /// Whether the client asked for SSE.
     pub fn is_stream(&self) -> bool {
         matches!(self, Payload::Chat(r) if r.is_stream())

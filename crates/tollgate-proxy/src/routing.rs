@@ -41,12 +41,15 @@ pub fn route_chat(
     // to half a core, so a script spinning into its deadline cannot starve them of CPU.
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let outcome = if multi_thread && state.policies.is_slow(path) {
+    let (outcome, slept) = if multi_thread && state.policies.is_slow(path) {
         tokio::task::block_in_place(|| tollgate_policy::run_throttled(run))
     } else {
-        run()
+        (run(), std::time::Duration::ZERO)
     };
-    state.policies.record_run(path, started.elapsed());
+    // Judged by its work: the throttle's sleeps would keep a fast script marked slow.
+    state
+        .policies
+        .record_run(path, started.elapsed().saturating_sub(slept));
     match outcome {
         Ok(targets) => Ok(targets),
         Err(Denied(e)) => Err(e),

@@ -36,7 +36,12 @@ struct SharedTarget {
     url: secrecy::SecretString,
     prefix: String,
     conn: OnceCell<RedisBudgets>,
+    /// When connecting last failed: requests do not queue behind a new attempt for a while.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// After a failed connection, how long requests fail fast before one tries again.
+const RECONNECT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a request holds against its budgets until it settles.
 #[derive(Debug)]
@@ -91,6 +96,7 @@ impl Spend {
                 url: url.clone(),
                 prefix: config.shared.prefix.clone(),
                 conn: OnceCell::new(),
+                failed_at: std::sync::Mutex::new(None),
             }),
             ..Spend::default()
         };
@@ -123,15 +129,23 @@ impl Spend {
 
     async fn redis(&self) -> Option<Result<&RedisBudgets, String>> {
         let shared = self.shared.as_ref()?;
-        Some(
-            shared
-                .conn
-                .get_or_try_init(|| {
-                    RedisBudgets::connect(shared.url.expose_secret(), &shared.prefix)
-                })
-                .await
-                .map_err(|e| e.to_string()),
-        )
+        if let Some(conn) = shared.conn.get() {
+            return Some(Ok(conn));
+        }
+        let failed_at = *shared.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        if failed_at.is_some_and(|at| at.elapsed() < RECONNECT_AFTER) {
+            return Some(Err("Redis was unreachable moments ago".to_owned()));
+        }
+        let connected = shared
+            .conn
+            .get_or_try_init(|| RedisBudgets::connect(shared.url.expose_secret(), &shared.prefix))
+            .await
+            .map_err(|e| e.to_string());
+        if connected.is_err() {
+            *shared.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
+        }
+        Some(connected)
     }
 
     /// Reserves the request's worst-case cost against every budget that applies to it, or
@@ -150,13 +164,15 @@ impl Spend {
             return Ok(());
         }
         let now = unix_now();
+        // Without `max_tokens`, the most the targets' models can write, where the catalog
+        // knows it (a complete answer cannot be cut short), else `reserve_output_tokens`.
+        let per_answer = payload.output_cap().map_or_else(
+            || longest_answer(&state, targets, config.spend.reserve_output_tokens),
+            u64::from,
+        );
         let worst = Usage {
             input_tokens: u64::try_from(ctx.request_bytes).unwrap_or(u64::MAX),
-            output_tokens: u64::from(
-                payload
-                    .output_cap()
-                    .unwrap_or(config.spend.reserve_output_tokens),
-            ),
+            output_tokens: per_answer.saturating_mul(payload.choices()),
             ..Usage::default()
         };
         let amount = worst_cost(&state, targets, &worst);
@@ -173,13 +189,12 @@ impl Spend {
             });
         }
         let refused = |e: BudgetExceeded| {
+            // The amounts may be a whole tenant's: they go to the log, not to the client.
+            tracing::info!(budget = %e.name, spent = %e.spent, limit = %e.limit,
+                reserved = %e.reserved, request_max = %amount, "Budget refused a request.");
             ApiError::new(
                 ErrorKind::BudgetExceeded(config.spend.exceeded_status),
-                format!(
-                    "budget {:?} cannot cover this request: {} of {} USD spent, {} reserved; \
-                     this request may cost up to {amount} USD",
-                    e.name, e.spent, e.limit, e.reserved
-                ),
+                format!("budget {:?} cannot cover this request", e.name),
             )
             .with_code("budget_exceeded")
         };
@@ -361,6 +376,22 @@ pub async fn over_budget(ctx: &mut RequestCtx) -> Option<ApiError> {
         )
         .with_code("budget_exceeded")
     })
+}
+
+/// The longest answer any of `targets` can give, from the catalog; `fallback` for a target
+/// the catalog does not know.
+fn longest_answer(state: &LiveState, targets: &[Target], fallback: u32) -> u64 {
+    targets
+        .iter()
+        .map(|t| {
+            state
+                .provider(&t.provider)
+                .and_then(|p| tollgate_config::catalog::lookup(p.config.kind, &t.model))
+                .and_then(|c| c.max_output_tokens)
+                .unwrap_or(u64::from(fallback))
+        })
+        .max()
+        .unwrap_or(u64::from(fallback))
 }
 
 /// The most the request can cost on any of its targets; unpriced targets cost nothing.

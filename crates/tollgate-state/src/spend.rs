@@ -4,8 +4,8 @@
 //! flight. A call reserves against every budget that applies, all or none, under the
 //! budgets' locks (taken in name order, so two calls never deadlock), so concurrent calls can
 //! never together commit more than a budget's limit. Settling releases the reservation and
-//! adds the actual cost; only a call whose actual cost exceeds its reservation (a provider
-//! that ignored `max_tokens`) can take a budget past its limit, and then by that call alone.
+//! adds the actual cost; only a call whose actual cost exceeds its reservation (what the
+//! caller's worst case did not bound) can take a budget past its limit, by that call alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -156,10 +156,20 @@ impl Budgets {
                 });
             }
         }
-        for counter in &mut guards {
-            counter.reserved = counter.reserved.saturating_add(amount);
-        }
+        // Settle against the period the amount was actually added to: the counter's own, which
+        // may be later than the request's clock said (a reload changed the period, or another
+        // request rolled it first).
+        let periods: Vec<i64> = guards
+            .iter_mut()
+            .map(|counter| {
+                counter.reserved = counter.reserved.saturating_add(amount);
+                counter.period_start
+            })
+            .collect();
         drop(guards);
+        for ((_, _, period_start), counter_period) in held.iter_mut().zip(periods) {
+            *period_start = counter_period;
+        }
         Ok(Reservation { amount, held })
     }
 

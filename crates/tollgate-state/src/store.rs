@@ -169,7 +169,11 @@ impl Store {
                     .connect(url)
                     .await
                     .map_err(sql)?;
-                sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(sql)?;
+                // Gateways starting together would race on `CREATE ... IF NOT EXISTS`
+                // (PostgreSQL's catalog is not idempotent under concurrency): one at a time.
+                let locked =
+                    format!("BEGIN; SELECT pg_advisory_xact_lock(7303417); {SCHEMA} COMMIT;");
+                sqlx::raw_sql(&locked).execute(&pool).await.map_err(sql)?;
                 Ok(Store {
                     pool: Pool::Postgres(pool),
                     path,

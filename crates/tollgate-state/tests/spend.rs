@@ -244,3 +244,21 @@ async fn the_postgres_store_adds_up_like_sqlite() {
     assert!(loaded.contains(&(unique.clone(), 0, spent)), "{loaded:?}");
     store.close().await;
 }
+
+#[test]
+fn a_request_from_an_older_period_releases_what_it_reserved() {
+    // Another request (or a reload to a longer period) moved the counter on first: this one's
+    // reservation lands in the counter's period, and settling it must release it there.
+    let budgets = Budgets::default();
+    let newer = budgets
+        .reserve(&[ask("b", 1.0, 200)], dollars(0.1))
+        .expect("room");
+    budgets.settle(newer, dollars(0.1));
+    let older = budgets
+        .reserve(&[ask("b", 1.0, 100)], dollars(0.5))
+        .expect("room");
+    let charges = budgets.settle(older, dollars(0.2));
+    assert_eq!(charges[0].period_start, 200);
+    let snap = &budgets.snapshot()[0];
+    assert_eq!((snap.spent, snap.reserved), (dollars(0.3), Usd::ZERO));
+}

@@ -105,3 +105,14 @@ async fn tokens_per_minute_count_what_the_provider_reported() {
         "{admitted} tokens admitted under a {tpm}/min limit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_larger_than_the_token_limit_is_refused_for_good() {
+    let m = mock().await;
+    let gw = Gateway::start(&limited(&m, "[[rate_limits]]\ntpm = 10\n")).await;
+    let resp = gw.chat("m", &"a long prompt ".repeat(20)).await;
+    assert_eq!(resp.status(), 400, "retrying could never help");
+    assert_eq!(header(&resp, "x-should-retry").as_deref(), Some("false"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "request_too_large_for_rate_limit");
+}
