@@ -53,7 +53,8 @@ pub struct RawRateLimit {
     /// Unique name. Default: built from the selectors, e.g. `per:key`.
     pub name: Option<String>,
     /// Count separately for each `key`, `tenant`, `user` (`x-tollgate-user` or the body's
-    /// `user`) or `model`. Default: one count for everything the rule selects.
+    /// `user`), `session` (`x-tollgate-session`) or `model`. Default: one count for everything
+    /// the rule selects.
     pub per: Option<String>,
     /// Only requests made with this virtual key (its `name`).
     pub key: Option<String>,
@@ -99,6 +100,9 @@ pub struct RawBudget {
     pub tenant: Option<String>,
     /// Only requests for this model alias.
     pub model: Option<String>,
+    /// A cap for each `key`, `tenant`, `user` (`x-tollgate-user` or the body's `user`),
+    /// `session` (`x-tollgate-session`) or `model` separately. Default: one cap for all.
+    pub per: Option<String>,
     /// The cap, in USD.
     pub limit_usd: f64,
     /// `total` (default), `hourly`, `daily`, `weekly` or `monthly`, on UTC calendar boundaries.

@@ -187,6 +187,8 @@ pub struct BudgetConfig {
     pub name: String,
     /// The requests it applies to.
     pub selector: Selector,
+    /// A cap for each key, user, ... separately; `None`: one cap for all it selects.
+    pub per: Option<Per>,
     /// The cap.
     pub limit: Usd,
     /// When it resets.
@@ -260,8 +262,12 @@ pub(crate) fn check_budgets(
     for (i, b) in raw.budgets.iter().enumerate() {
         let bp = path.index(i);
         let selector = Selector::check(raw, &b.key, &b.tenant, &b.model, &bp, ck);
+        let per = check_per(b.per.as_deref(), &bp, ck);
         let name = b.name.clone().unwrap_or_else(|| {
             let mut parts = selector.label();
+            if let Some(p) = &b.per {
+                parts.push(format!("per:{p}"));
+            }
             parts.push(b.period.clone().unwrap_or_else(|| "total".to_owned()));
             parts.join("/")
         });
@@ -289,6 +295,7 @@ pub(crate) fn check_budgets(
         out.push(BudgetConfig {
             name,
             selector,
+            per,
             limit: Usd::from_dollars(b.limit_usd),
             period,
         });
@@ -296,7 +303,7 @@ pub(crate) fn check_budgets(
     out
 }
 
-/// What a rate limit counts separately.
+/// What a budget or rate limit counts separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Per {
     /// Each virtual key.
@@ -305,6 +312,8 @@ pub enum Per {
     Tenant,
     /// Each end user (`x-tollgate-user`, or the body's `user`).
     User,
+    /// Each session (`x-tollgate-session`).
+    Session,
     /// Each model alias.
     Model,
 }
@@ -331,6 +340,25 @@ impl RateLimitConfig {
     }
 }
 
+/// `per = "..."` of a budget or rate limit.
+fn check_per(per: Option<&str>, path: &ConfigPath, ck: &mut Checker<'_>) -> Option<Per> {
+    match per {
+        None => None,
+        Some("key") => Some(Per::Key),
+        Some("tenant") => Some(Per::Tenant),
+        Some("user") => Some(Per::User),
+        Some("session") => Some(Per::Session),
+        Some("model") => Some(Per::Model),
+        Some(_) => {
+            ck.error(
+                &path.key("per"),
+                "expected `key`, `tenant`, `user`, `session` or `model`",
+            );
+            None
+        }
+    }
+}
+
 pub(crate) fn check_rate_limits(
     raw: &RawConfig,
     path: &ConfigPath,
@@ -340,20 +368,7 @@ pub(crate) fn check_rate_limits(
     let mut out = Vec::new();
     for (i, r) in raw.rate_limits.iter().enumerate() {
         let rp = path.index(i);
-        let per = match r.per.as_deref() {
-            None => None,
-            Some("key") => Some(Per::Key),
-            Some("tenant") => Some(Per::Tenant),
-            Some("user") => Some(Per::User),
-            Some("model") => Some(Per::Model),
-            Some(_) => {
-                ck.error(
-                    &rp.key("per"),
-                    "expected `key`, `tenant`, `user` or `model`",
-                );
-                None
-            }
-        };
+        let per = check_per(r.per.as_deref(), &rp, ck);
         let selector = Selector::check(raw, &r.key, &r.tenant, &r.model, &rp, ck);
         let name = r.name.clone().unwrap_or_else(|| {
             let mut parts = selector.label();

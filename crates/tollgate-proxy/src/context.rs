@@ -56,6 +56,10 @@ pub struct RequestCtx {
     pub key_name: Option<String>,
     /// The tenant of the caller's key.
     pub tenant: Option<String>,
+    /// The end user (`x-tollgate-user`, or the body's `user`).
+    pub user: Option<String>,
+    /// The session (`x-tollgate-session`).
+    pub session: Option<String>,
     /// Tags from `x-tollgate-tags` and routing decisions.
     pub tags: Vec<String>,
     /// Provider and upstream model that answered.
@@ -130,6 +134,8 @@ impl RequestCtx {
             model: None,
             key_name: None,
             tenant: None,
+            user: None,
+            session: None,
             tags: Vec::new(),
             served_by: None,
             attempts: 0,

@@ -2,10 +2,9 @@
 //! it with 429; settle the token buckets with the tokens the provider reported.
 
 use crate::context::RequestCtx;
-use crate::spend::Spend;
+use crate::spend::{Spend, entity};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use tollgate_config::Per;
 use tollgate_state::{Rate, Standing};
 use tollgate_types::{ApiError, ErrorKind};
 
@@ -24,7 +23,7 @@ impl Spend {
     /// Admits the request under every rate limit that applies, or refuses it with 429 and
     /// `retry-after`. Requests count 1; tokens count an estimate of the prompt (a quarter of
     /// the body's bytes) now, and are settled with the reported tokens when the request ends.
-    pub fn admit(&self, ctx: &mut RequestCtx, user: Option<&str>) -> Result<(), ApiError> {
+    pub fn admit(&self, ctx: &mut RequestCtx) -> Result<(), ApiError> {
         let state = ctx.state.clone();
         let rules = &state.config.rate_limits;
         let Some(model) = ctx.model.clone() else {
@@ -47,15 +46,10 @@ impl Spend {
         let key = ctx.key_name.as_deref();
         let tenant = ctx.tenant.as_deref();
         for rule in rules.iter().filter(|r| r.applies(key, tenant, &model)) {
-            let entity = match rule.per {
-                None => Some("*"),
-                Some(Per::Key) => key,
-                Some(Per::Tenant) => tenant,
-                Some(Per::User) => user,
-                Some(Per::Model) => Some(model.as_str()),
+            // A per-user rule does not limit requests that name no user, and so on.
+            let Some(entity) = rule.per.map_or(Some("*"), |p| entity(p, ctx, &model)) else {
+                continue;
             };
-            // A per-user rule does not limit requests that name no user.
-            let Some(entity) = entity else { continue };
             for (is_tokens, per_minute, n) in [(false, rule.rpm, 1), (true, rule.tpm, estimated)] {
                 let Some(per_minute) = per_minute else {
                     continue;

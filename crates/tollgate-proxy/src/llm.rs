@@ -143,17 +143,21 @@ pub async fn serve(
         return send_error(session, ctx, &model_not_found(payload.model())).await;
     };
     ctx.model = Some(model.name.clone());
-    let user = session
-        .req_header()
-        .headers
-        .get("x-tollgate-user")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| match &payload {
-            Payload::Chat(r) => r.user.clone(),
-            Payload::Embeddings(_) => None,
-        });
-    if let Err(e) = spend.admit(ctx, user.as_deref()) {
+    let header = |name: &str| {
+        session
+            .req_header()
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    ctx.user = header("x-tollgate-user").or_else(|| match &payload {
+        Payload::Chat(r) => r.user.clone(),
+        Payload::Embeddings(_) => None,
+    });
+    ctx.session = header("x-tollgate-session");
+    if let Err(e) = spend.admit(ctx) {
         return send_error(session, ctx, &e).await;
     }
     // The request's total deadline: the model's, tightened by the client if it asks.

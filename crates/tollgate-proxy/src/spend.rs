@@ -10,7 +10,7 @@ use secrecy::ExposeSecret as _;
 use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{OnceCell, mpsc};
-use tollgate_config::{BudgetConfig, Config, Target};
+use tollgate_config::{BudgetConfig, Config, Per, Target};
 use tollgate_state::redis_budgets::{RedisBudgets, SharedAsk, SharedReservation};
 use tollgate_state::store::{LedgerEntry, Location, Store, StoreError};
 use tollgate_state::{BudgetAsk, BudgetExceeded, Budgets, Charge, RateLimits, Reservation};
@@ -59,8 +59,21 @@ pub(crate) fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The budgets that apply to the request, as of `now`.
-fn applicable<'a>(ctx: &RequestCtx, config: &'a Config) -> Vec<&'a BudgetConfig> {
+/// Who or what the request is, for a budget or rate limit counted `per` it.
+pub(crate) fn entity<'a>(per: Per, ctx: &'a RequestCtx, model: &'a str) -> Option<&'a str> {
+    match per {
+        Per::Key => ctx.key_name.as_deref(),
+        Per::Tenant => ctx.tenant.as_deref(),
+        Per::User => ctx.user.as_deref(),
+        Per::Session => ctx.session.as_deref(),
+        Per::Model => Some(model),
+    }
+}
+
+/// The budgets that apply to the request, each with its counter's name: the budget's own, or
+/// `name|entity` for a budget counted per key, user, ... (a request that names no user is not
+/// under a per-user budget).
+fn applicable<'a>(ctx: &RequestCtx, config: &'a Config) -> Vec<(&'a BudgetConfig, String)> {
     let Some(model) = ctx.model.as_deref() else {
         return Vec::new();
     };
@@ -68,12 +81,16 @@ fn applicable<'a>(ctx: &RequestCtx, config: &'a Config) -> Vec<&'a BudgetConfig>
         .budgets
         .iter()
         .filter(|b| b.applies(ctx.key_name.as_deref(), ctx.tenant.as_deref(), model))
+        .filter_map(|b| match b.per {
+            None => Some((b, b.name.clone())),
+            Some(per) => entity(per, ctx, model).map(|e| (b, format!("{}|{e}", b.name))),
+        })
         .collect()
 }
 
-fn ask(b: &BudgetConfig, now: i64) -> BudgetAsk<'_> {
+fn ask<'a>(b: &BudgetConfig, counter: &'a str, now: i64) -> BudgetAsk<'a> {
     BudgetAsk {
-        name: &b.name,
+        name: counter,
         limit: b.limit,
         period_start: b.period.start(now),
     }
@@ -201,8 +218,8 @@ impl Spend {
         if let Some(redis) = self.redis().await {
             let asks: Vec<SharedAsk<'_>> = budgets
                 .iter()
-                .map(|b| SharedAsk {
-                    ask: ask(b, now),
+                .map(|(b, counter)| SharedAsk {
+                    ask: ask(b, counter, now),
                     ttl_secs: b.period.max_len_secs().map_or(0, |len| len + 86_400),
                 })
                 .collect();
@@ -236,7 +253,10 @@ impl Spend {
                 }
             }
         }
-        let asks: Vec<BudgetAsk<'_>> = budgets.iter().map(|b| ask(b, now)).collect();
+        let asks: Vec<BudgetAsk<'_>> = budgets
+            .iter()
+            .map(|(b, counter)| ask(b, counter, now))
+            .collect();
         let held = self.budgets.reserve(&asks, amount).map_err(refused)?;
         ctx.reservation = Some(Held::Local(held));
         Ok(())
@@ -247,8 +267,8 @@ impl Spend {
         let budgets = applicable(ctx, &ctx.state.config);
         let now = unix_now();
         let mut least: Option<Usd> = None;
-        for b in budgets {
-            let (spent, held) = self.usage(&b.name, b.period.start(now)).await;
+        for (b, counter) in budgets {
+            let (spent, held) = self.usage(&counter, b.period.start(now)).await;
             let left = b.limit.saturating_sub(spent).saturating_sub(held);
             least = Some(least.map_or(left, |l| l.min(left)));
         }
@@ -318,19 +338,39 @@ impl Spend {
 
     /// Every budget's state with its configured limit, for `GET /admin/budgets`.
     pub async fn report(&self, state: &LiveState) -> serde_json::Value {
+        let row = |name: &str, limit: Usd, spent: Usd, reserved: Usd| {
+            serde_json::json!({
+                "name": name,
+                "limit_usd": limit.to_string(),
+                "spent_usd": spent.to_string(),
+                "reserved_usd": reserved.to_string(),
+                "remaining_usd": limit.saturating_sub(spent).saturating_sub(reserved).to_string(),
+            })
+        };
+        let snapshot = self.budgets.snapshot();
         let mut budgets = Vec::new();
         for b in &state.config.budgets {
             let now = b.period.start(unix_now());
-            let (spent, reserved) = self.usage(&b.name, now).await;
-            budgets.push(serde_json::json!({
-                "name": b.name,
-                "period": b.period.name(),
-                "period_start": now,
-                "limit_usd": b.limit.to_string(),
-                "spent_usd": spent.to_string(),
-                "reserved_usd": reserved.to_string(),
-                "remaining_usd": b.limit.saturating_sub(spent).saturating_sub(reserved).to_string(),
-            }));
+            let mut entry = if b.per.is_none() {
+                let (spent, reserved) = self.usage(&b.name, now).await;
+                row(&b.name, b.limit, spent, reserved)
+            } else {
+                // One counter per key, user, ...: those this gateway has counted (with shared
+                // budgets, the rest are in Redis only).
+                let prefix = format!("{}|", b.name);
+                let counters: Vec<serde_json::Value> = snapshot
+                    .iter()
+                    .filter(|c| c.period_start == now)
+                    .filter_map(|c| {
+                        let entity = c.name.strip_prefix(&prefix)?;
+                        Some(row(entity, b.limit, c.spent, c.reserved))
+                    })
+                    .collect();
+                serde_json::json!({ "name": b.name, "limit_usd": b.limit.to_string(), "each": counters })
+            };
+            entry["period"] = b.period.name().into();
+            entry["period_start"] = now.into();
+            budgets.push(entry);
         }
         serde_json::json!({ "budgets": budgets })
     }

@@ -369,3 +369,54 @@ async fn a_stream_past_its_reservation_is_cut_off_when_the_budget_runs_out() {
     assert_eq!(store.ledger_total("test", 0).await.expect("sum"), spent);
     store.close().await;
 }
+
+/// `per = "user"`: each end user has a cap of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_user_runs_out_of_their_own_budget() {
+    let m = mock().await;
+    let data = tempfile::tempdir().expect("data dir");
+    let config = metered(&m, data.path(), 0.5).replace(
+        "[[budgets]]\nkey = \"test\"\n",
+        "[[budgets]]\nper = \"user\"\n",
+    );
+    let gw = Gateway::start(&config).await;
+    let ask = |user: &'static str| {
+        gw.post("/v1/chat/completions")
+            .header("x-tollgate-user", user)
+            .json(&request())
+            .send()
+    };
+    let mut served = 0;
+    loop {
+        let status = ask("ana").await.expect("send").status().as_u16();
+        if status == 402 {
+            break;
+        }
+        assert_eq!(status, 200);
+        served += 1;
+        assert!(served < 1000, "ana's budget never ran out");
+    }
+    assert!(served > 0);
+    assert_eq!(
+        ask("bo").await.expect("send").status(),
+        200,
+        "bo has his own"
+    );
+    let plain = gw.post("/v1/chat/completions").json(&request()).send();
+    assert_eq!(
+        plain.await.expect("send").status(),
+        200,
+        "no user: no per-user cap"
+    );
+    let report: Value = reqwest::get(format!("{}/admin/budgets", gw.admin_url))
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    let each = report["budgets"][0]["each"]
+        .as_array()
+        .expect("per-user rows");
+    let names: Vec<&str> = each.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(names.contains(&"ana") && names.contains(&"bo"), "{report}");
+}

@@ -198,7 +198,7 @@ fn budget_limit_and_key_mistakes_are_reported_with_their_place() {
         "FILE:8:11: keys[0].expires: expected a date-time with an offset",
         "FILE:11:7: budgets[0].key: unknown key \"nobody\"",
         "FILE:13:10: budgets[0].period: expected `total`, `hourly`, `daily`, `weekly` or `monthly`",
-        "rate_limits[0].per: expected `key`, `tenant`, `user` or `model`",
+        "rate_limits[0].per: expected `key`, `tenant`, `user`, `session` or `model`",
         "rate_limits[0]: set `rpm`, `tpm` or both",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
