@@ -136,9 +136,9 @@ impl Selector {
             && matches(&self.model, Some(model))
     }
 
-    /// `key:NAME/model:ALIAS`, or `all`: the start of a default name.
-    fn label(&self) -> Vec<String> {
-        let parts: Vec<String> = [
+    /// `key:NAME/model:ALIAS/per:user`, or `all`: the start of a default name.
+    fn label(&self, per: Option<&String>) -> Vec<String> {
+        let mut parts: Vec<String> = [
             ("key", &self.key),
             ("tenant", &self.tenant),
             ("model", &self.model),
@@ -147,10 +147,10 @@ impl Selector {
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}:{v}")))
         .collect();
         if parts.is_empty() {
-            vec!["all".to_owned()]
-        } else {
-            parts
+            parts.push("all".to_owned());
         }
+        parts.extend(per.map(|p| format!("per:{p}")));
+        parts
     }
 
     /// Checks that a named key and model exist.
@@ -263,20 +263,12 @@ pub(crate) fn check_budgets(
         let bp = path.index(i);
         let selector = Selector::check(raw, &b.key, &b.tenant, &b.model, &bp, ck);
         let per = check_per(b.per.as_deref(), &bp, ck);
-        let name = b.name.clone().unwrap_or_else(|| {
-            let mut parts = selector.label();
-            if let Some(p) = &b.per {
-                parts.push(format!("per:{p}"));
-            }
+        let default = || {
+            let mut parts = selector.label(b.per.as_ref());
             parts.push(b.period.clone().unwrap_or_else(|| "total".to_owned()));
             parts.join("/")
-        });
-        if !names.insert(name.clone()) {
-            ck.error(
-                &bp,
-                format!("two budgets are named {name:?}: give each a `name`"),
-            );
-        }
+        };
+        let name = unique_name(b.name.as_ref(), default, "budgets", &mut names, &bp, ck);
         if !(b.limit_usd.is_finite() && b.limit_usd >= 0.0) {
             ck.error(&bp.key("limit_usd"), "must be a non-negative number");
         }
@@ -340,6 +332,25 @@ impl RateLimitConfig {
     }
 }
 
+/// A budget's or rate limit's name: its own, or `default()`; two of one kind may not share it.
+fn unique_name(
+    explicit: Option<&String>,
+    default: impl FnOnce() -> String,
+    what: &str,
+    names: &mut HashSet<String>,
+    path: &ConfigPath,
+    ck: &mut Checker<'_>,
+) -> String {
+    let name = explicit.cloned().unwrap_or_else(default);
+    if !names.insert(name.clone()) {
+        ck.error(
+            path,
+            format!("two {what} are named {name:?}: give each a `name`"),
+        );
+    }
+    name
+}
+
 /// `per = "..."` of a budget or rate limit.
 fn check_per(per: Option<&str>, path: &ConfigPath, ck: &mut Checker<'_>) -> Option<Per> {
     match per {
@@ -370,19 +381,8 @@ pub(crate) fn check_rate_limits(
         let rp = path.index(i);
         let per = check_per(r.per.as_deref(), &rp, ck);
         let selector = Selector::check(raw, &r.key, &r.tenant, &r.model, &rp, ck);
-        let name = r.name.clone().unwrap_or_else(|| {
-            let mut parts = selector.label();
-            if let Some(p) = &r.per {
-                parts.push(format!("per:{p}"));
-            }
-            parts.join("/")
-        });
-        if !names.insert(name.clone()) {
-            ck.error(
-                &rp,
-                format!("two rate limits are named {name:?}: give each a `name`"),
-            );
-        }
+        let default = || selector.label(r.per.as_ref()).join("/");
+        let name = unique_name(r.name.as_ref(), default, "rate limits", &mut names, &rp, ck);
         if r.rpm.is_none() && r.tpm.is_none() {
             ck.error(&rp, "set `rpm`, `tpm` or both");
         }

@@ -282,11 +282,8 @@ impl Spend {
         {
             return usage;
         }
-        let snapshot = self.budgets.snapshot();
-        snapshot
-            .iter()
-            .find(|s| s.name == name && s.period_start == period_start)
-            .map_or((Usd::ZERO, Usd::ZERO), |s| (s.spent, s.reserved))
+        // One counter looked up, not a snapshot of all: this runs per request for scripts.
+        self.budgets.usage(name, period_start)
     }
 
     /// Settles the request's rate-limit buckets and reservation with what it used and cost,

@@ -204,16 +204,16 @@ impl Budgets {
         }
     }
 
-    /// What `name` has spent and reserved in the period starting at `period_start` (nothing
-    /// when its counter is in an older period, or unknown).
-    pub fn committed(&self, name: &str, period_start: i64) -> Usd {
+    /// What `name` has spent and reserved in the period starting at `period_start`: zero when
+    /// its counter is in another period, or unknown.
+    pub fn usage(&self, name: &str, period_start: i64) -> (Usd, Usd) {
         let read = self.counters.read().unwrap_or_else(PoisonError::into_inner);
-        read.get(name).map_or(Usd::ZERO, |c| {
+        read.get(name).map_or((Usd::ZERO, Usd::ZERO), |c| {
             let c = c.lock().unwrap_or_else(PoisonError::into_inner);
-            if c.period_start < period_start {
-                Usd::ZERO
+            if c.period_start == period_start {
+                (c.spent, c.reserved)
             } else {
-                c.spent.saturating_add(c.reserved)
+                (Usd::ZERO, Usd::ZERO)
             }
         })
     }
