@@ -4,7 +4,9 @@
 //! - `tollgate check --config FILE`: validate; print `file:line:col: reason` and exit 1 on error.
 //! - `tollgate mock [--listen ADDR]`: run the built-in mock provider on its own.
 //! - `tollgate hash-key KEY`: print the `sha256:` hash to put in `[[keys]]`.
+//! - `tollgate keys create|list|show|update|revoke|rotate`, `tollgate spend`: the admin API.
 
+mod admin;
 mod route;
 
 use anyhow::Context as _;
@@ -91,6 +93,20 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Manage virtual keys through a running gateway's admin API.
+    Keys {
+        #[command(flatten)]
+        target: admin::AdminTarget,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
+    /// Spend from the ledger, through a running gateway's admin API.
+    Spend {
+        #[command(flatten)]
+        target: admin::AdminTarget,
+        #[command(flatten)]
+        query: admin::SpendQuery,
     },
 }
 
@@ -212,6 +228,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Test { dir },
         } => route::policy_test(&dir),
+        Command::Keys { target, command } => admin::keys(target, command),
+        Command::Spend { target, query } => admin::spend(target, query),
     }
 }
 

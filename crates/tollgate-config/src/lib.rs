@@ -25,12 +25,16 @@ mod validate;
 pub use error::{ConfigError, Diagnostic};
 pub use presets::{AuthStyle, ProviderKind, WireFormat};
 pub use resilience::{BreakerSettings, Resilience, Strategy};
-pub use spend::{BudgetConfig, Per, Period, RateLimitConfig, Selector, SpendSettings};
+pub use spend::{
+    AlertSettings, BudgetConfig, Caller, Per, Period, RateLimitConfig, Selector, SpendSettings,
+    parse_timestamp,
+};
 pub use types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
     ProviderConfig, ServerConfig, SharedSettings, Target, Timeouts, UpstreamUrl, VirtualKey,
     hash_key,
 };
+pub use validate::parse_key_hash;
 
 use std::path::Path;
 

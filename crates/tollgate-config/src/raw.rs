@@ -43,6 +43,28 @@ pub struct RawConfig {
     /// Requests and tokens per minute.
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
+    /// Webhook alerts on budgets and spend.
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// `[alerts]`: webhook POSTs when a budget passes a share of its cap, and when spend per hour
+/// jumps. Each alert is sent once per budget period (or hour), even by several gateways.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Where alerts are POSTed as JSON, with a Slack-compatible `text` field. Default: no
+    /// alerts. Write `"${TOLLGATE_ALERT_WEBHOOK}"` to keep the URL out of the file.
+    pub webhook_url: Option<String>,
+    /// Shares of a budget's cap that raise an alert. Default `[0.5, 0.8, 1.0]`.
+    pub thresholds: Option<Vec<f64>>,
+    /// An hour's spend per key or model this many times its trailing 24-hour mean raises an
+    /// alert. Default 3; 0 turns anomaly alerts off.
+    pub anomaly_factor: Option<f64>,
+    /// ... if that hour's spend is at least this, in USD. Default 1.
+    pub anomaly_min_usd: Option<f64>,
+    /// Seconds between two looks at budgets and spend. Default 30.
+    pub check_interval_secs: Option<u64>,
 }
 
 /// `[[rate_limits]]`: requests and/or tokens per minute for the requests that match every
@@ -52,12 +74,14 @@ pub struct RawConfig {
 pub struct RawRateLimit {
     /// Unique name. Default: built from the selectors, e.g. `per:key`.
     pub name: Option<String>,
-    /// Count separately for each `key`, `tenant`, `user` (`x-tollgate-user` or the body's
+    /// Count separately for each `key`, `team`, `tenant`, `user` (`x-tollgate-user` or the body's
     /// `user`), `session` (`x-tollgate-session`) or `model`. Default: one count for everything
     /// the rule selects.
     pub per: Option<String>,
     /// Only requests made with this virtual key (its `name`).
     pub key: Option<String>,
+    /// Only requests made with keys of this team.
+    pub team: Option<String>,
     /// Only requests of this tenant.
     pub tenant: Option<String>,
     /// Only requests for this model alias.
@@ -96,11 +120,13 @@ pub struct RawBudget {
     pub name: Option<String>,
     /// Only requests made with this virtual key (its `name`).
     pub key: Option<String>,
+    /// Only requests made with keys of this team.
+    pub team: Option<String>,
     /// Only requests of this tenant.
     pub tenant: Option<String>,
     /// Only requests for this model alias.
     pub model: Option<String>,
-    /// A cap for each `key`, `tenant`, `user` (`x-tollgate-user` or the body's `user`),
+    /// A cap for each `key`, `team`, `tenant`, `user` (`x-tollgate-user` or the body's `user`),
     /// `session` (`x-tollgate-session`) or `model` separately. Default: one cap for all.
     pub per: Option<String>,
     /// The cap, in USD.
@@ -229,8 +255,13 @@ pub enum RawDateTime {
 pub struct RawServer {
     /// Address of the client-facing listener. Default `127.0.0.1:4000`.
     pub listen: Option<String>,
-    /// Address of the admin listener (`/metrics`, health). Default: none.
+    /// Address of the admin listener (`/metrics`, health, `/admin/*`). Default: none.
     pub admin_listen: Option<String>,
+    /// The admin API's own key (never a virtual key): `sha256:<hex>` of it, as
+    /// `tollgate hash-key` prints, or the key itself from the environment
+    /// (`"${TOLLGATE_ADMIN_KEY}"`). With it, `/admin/*` asks for it, and keys can be made,
+    /// listed, revoked and rotated through `/admin/keys`; clients then always need a key.
+    pub admin_key: Option<String>,
     /// Worker threads of the proxy service. Default: the number of CPUs.
     pub threads: Option<usize>,
     /// PID file, used by graceful upgrades. Default `/tmp/tollgate.pid`.
@@ -344,6 +375,8 @@ pub struct RawKey {
     pub hash: String,
     /// The tenant the key belongs to.
     pub tenant: String,
+    /// The team within the tenant, for budgets, limits and reports.
+    pub team: Option<String>,
     /// When the key stops working: an offset date-time, bare or quoted
     /// (`2026-12-31T23:59:59Z`, or `"${KEY_EXPIRES}"`).
     pub expires: Option<RawDateTime>,

@@ -44,6 +44,11 @@ impl Period {
         }
     }
 
+    /// The period named `name` (`total`, `hourly`, ...).
+    pub fn parse(name: &str) -> Option<Period> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+
     /// The config name.
     pub fn name(self) -> &'static str {
         Self::ALL
@@ -68,6 +73,11 @@ impl Period {
             }
         }
     }
+}
+
+/// An RFC 3339 date-time with an offset (`2026-12-31T23:59:59Z`) in Unix seconds.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    unix_seconds(&text.trim().parse().ok()?)
 }
 
 /// A TOML offset date-time in Unix seconds; `None` without a time or an offset.
@@ -114,11 +124,24 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Who made a request, as selectors see it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The virtual key's name.
+    pub key: Option<&'a str>,
+    /// Its team.
+    pub team: Option<&'a str>,
+    /// Its tenant.
+    pub tenant: Option<&'a str>,
+}
+
 /// Which requests a budget or rate limit applies to: those matching every selector given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selector {
     /// Only requests made with this virtual key (by name).
     pub key: Option<String>,
+    /// Only requests made with keys of this team.
+    pub team: Option<String>,
     /// Only requests of this tenant.
     pub tenant: Option<String>,
     /// Only requests for this model alias.
@@ -126,13 +149,14 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// Whether a request by `key` of `tenant` for `model` is selected.
-    pub fn applies(&self, key: Option<&str>, tenant: Option<&str>, model: &str) -> bool {
+    /// Whether a request by `caller` for `model` is selected.
+    pub fn applies(&self, caller: Caller<'_>, model: &str) -> bool {
         let matches = |want: &Option<String>, have: Option<&str>| {
             want.as_deref().is_none_or(|w| Some(w) == have)
         };
-        matches(&self.key, key)
-            && matches(&self.tenant, tenant)
+        matches(&self.key, caller.key)
+            && matches(&self.team, caller.team)
+            && matches(&self.tenant, caller.tenant)
             && matches(&self.model, Some(model))
     }
 
@@ -140,6 +164,7 @@ impl Selector {
     fn label(&self, per: Option<&String>) -> Vec<String> {
         let mut parts: Vec<String> = [
             ("key", &self.key),
+            ("team", &self.team),
             ("tenant", &self.tenant),
             ("model", &self.model),
         ]
@@ -156,9 +181,7 @@ impl Selector {
     /// Checks that a named key and model exist.
     fn check(
         raw: &RawConfig,
-        key: &Option<String>,
-        tenant: &Option<String>,
-        model: &Option<String>,
+        [key, team, tenant, model]: [&Option<String>; 4],
         path: &ConfigPath,
         ck: &mut Checker<'_>,
     ) -> Selector {
@@ -174,6 +197,7 @@ impl Selector {
         }
         Selector {
             key: key.clone(),
+            team: team.clone(),
             tenant: tenant.clone(),
             model: model.clone(),
         }
@@ -196,9 +220,9 @@ pub struct BudgetConfig {
 }
 
 impl BudgetConfig {
-    /// Whether a request by `key` of `tenant` for `model` counts against this budget.
-    pub fn applies(&self, key: Option<&str>, tenant: Option<&str>, model: &str) -> bool {
-        self.selector.applies(key, tenant, model)
+    /// Whether a request by `caller` for `model` counts against this budget.
+    pub fn applies(&self, caller: Caller<'_>, model: &str) -> bool {
+        self.selector.applies(caller, model)
     }
 }
 
@@ -261,7 +285,7 @@ pub(crate) fn check_budgets(
     let mut out = Vec::new();
     for (i, b) in raw.budgets.iter().enumerate() {
         let bp = path.index(i);
-        let selector = Selector::check(raw, &b.key, &b.tenant, &b.model, &bp, ck);
+        let selector = Selector::check(raw, [&b.key, &b.team, &b.tenant, &b.model], &bp, ck);
         let per = check_per(b.per.as_deref(), &bp, ck);
         let default = || {
             let mut parts = selector.label(b.per.as_ref());
@@ -272,12 +296,7 @@ pub(crate) fn check_budgets(
         if !(b.limit_usd.is_finite() && b.limit_usd >= 0.0) {
             ck.error(&bp.key("limit_usd"), "must be a non-negative number");
         }
-        let period = b.period.as_deref().unwrap_or("total");
-        let Some(period) = Period::ALL
-            .iter()
-            .find(|(n, _)| *n == period)
-            .map(|(_, p)| *p)
-        else {
+        let Some(period) = Period::parse(b.period.as_deref().unwrap_or("total")) else {
             ck.error(
                 &bp.key("period"),
                 "expected `total`, `hourly`, `daily`, `weekly` or `monthly`",
@@ -300,6 +319,8 @@ pub(crate) fn check_budgets(
 pub enum Per {
     /// Each virtual key.
     Key,
+    /// Each team.
+    Team,
     /// Each tenant.
     Tenant,
     /// Each end user (`x-tollgate-user`, or the body's `user`).
@@ -326,9 +347,9 @@ pub struct RateLimitConfig {
 }
 
 impl RateLimitConfig {
-    /// Whether a request by `key` of `tenant` for `model` is limited by this rule.
-    pub fn applies(&self, key: Option<&str>, tenant: Option<&str>, model: &str) -> bool {
-        self.selector.applies(key, tenant, model)
+    /// Whether a request by `caller` for `model` is limited by this rule.
+    pub fn applies(&self, caller: Caller<'_>, model: &str) -> bool {
+        self.selector.applies(caller, model)
     }
 }
 
@@ -356,6 +377,7 @@ fn check_per(per: Option<&str>, path: &ConfigPath, ck: &mut Checker<'_>) -> Opti
     match per {
         None => None,
         Some("key") => Some(Per::Key),
+        Some("team") => Some(Per::Team),
         Some("tenant") => Some(Per::Tenant),
         Some("user") => Some(Per::User),
         Some("session") => Some(Per::Session),
@@ -363,7 +385,7 @@ fn check_per(per: Option<&str>, path: &ConfigPath, ck: &mut Checker<'_>) -> Opti
         Some(_) => {
             ck.error(
                 &path.key("per"),
-                "expected `key`, `tenant`, `user`, `session` or `model`",
+                "expected `key`, `team`, `tenant`, `user`, `session` or `model`",
             );
             None
         }
@@ -380,7 +402,7 @@ pub(crate) fn check_rate_limits(
     for (i, r) in raw.rate_limits.iter().enumerate() {
         let rp = path.index(i);
         let per = check_per(r.per.as_deref(), &rp, ck);
-        let selector = Selector::check(raw, &r.key, &r.tenant, &r.model, &rp, ck);
+        let selector = Selector::check(raw, [&r.key, &r.team, &r.tenant, &r.model], &rp, ck);
         let default = || selector.label(r.per.as_ref()).join("/");
         let name = unique_name(r.name.as_ref(), default, "rate limits", &mut names, &rp, ck);
         if r.rpm.is_none() && r.tpm.is_none() {
@@ -400,6 +422,68 @@ pub(crate) fn check_rate_limits(
         });
     }
     out
+}
+
+/// `[alerts]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// Where alerts go; `None`: no alerts. A secret: it may carry a token.
+    pub webhook_url: Option<secrecy::SecretString>,
+    /// Shares of a budget's cap that raise an alert, ascending.
+    pub thresholds: Vec<f64>,
+    /// An hour's spend this many times the trailing mean is an anomaly; 0: never.
+    pub anomaly_factor: f64,
+    /// The least hourly spend that can be an anomaly.
+    pub anomaly_min: Usd,
+    /// Between two looks at budgets and spend.
+    pub check_interval: std::time::Duration,
+}
+
+pub(crate) fn check_alerts(
+    raw: &RawConfig,
+    path: &ConfigPath,
+    ck: &mut Checker<'_>,
+) -> AlertSettings {
+    let a = &raw.alerts;
+    if let Some(url) = &a.webhook_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        ck.error(
+            &path.key("webhook_url"),
+            "expected an http:// or https:// URL",
+        );
+    }
+    let mut thresholds = a.thresholds.clone().unwrap_or_else(|| vec![0.5, 0.8, 1.0]);
+    if thresholds.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
+        ck.error(
+            &path.key("thresholds"),
+            "each must be a positive share of the cap, like 0.8",
+        );
+    }
+    thresholds.sort_by(f64::total_cmp);
+    thresholds.dedup();
+    let anomaly_factor = a.anomaly_factor.unwrap_or(3.0);
+    if !(anomaly_factor.is_finite() && anomaly_factor >= 0.0) {
+        ck.error(&path.key("anomaly_factor"), "must be a non-negative number");
+    }
+    let anomaly_min = a.anomaly_min_usd.unwrap_or(1.0);
+    if !(anomaly_min.is_finite() && anomaly_min >= 0.0) {
+        ck.error(
+            &path.key("anomaly_min_usd"),
+            "must be a non-negative number",
+        );
+    }
+    let secs = a.check_interval_secs.unwrap_or(30);
+    if secs == 0 {
+        ck.error(&path.key("check_interval_secs"), "must be at least 1");
+    }
+    AlertSettings {
+        webhook_url: a.webhook_url.clone().map(secrecy::SecretString::from),
+        thresholds,
+        anomaly_factor,
+        anomaly_min: Usd::from_dollars(anomaly_min),
+        check_interval: std::time::Duration::from_secs(secs.max(1)),
+    }
 }
 
 #[cfg(test)]

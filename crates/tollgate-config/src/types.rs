@@ -37,6 +37,8 @@ pub struct Config {
     pub budgets: Vec<crate::spend::BudgetConfig>,
     /// Requests and tokens per minute.
     pub rate_limits: Vec<crate::spend::RateLimitConfig>,
+    /// Webhook alerts.
+    pub alerts: crate::spend::AlertSettings,
 }
 
 /// `[shared]`, validated.
@@ -106,6 +108,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Admin listener.
     pub admin_listen: Option<String>,
+    /// The hash of the admin API's key.
+    pub admin_key: Option<KeyHash>,
     /// Worker threads.
     pub threads: usize,
     /// PID file.
@@ -311,8 +315,14 @@ pub struct VirtualKey {
     pub hash: KeyHash,
     /// Tenant.
     pub tenant: String,
+    /// Team within the tenant.
+    pub team: Option<String>,
     /// When it stops working, in Unix seconds.
     pub expires_at: Option<i64>,
     /// Refused, though still configured.
     pub revoked: bool,
+    /// Its own budget (keys made through the admin API), besides any `[[budgets]]`.
+    pub budget: Option<std::sync::Arc<crate::spend::BudgetConfig>>,
+    /// Its own rate limit (keys made through the admin API), besides any `[[rate_limits]]`.
+    pub rate_limit: Option<std::sync::Arc<crate::spend::RateLimitConfig>>,
 }

@@ -211,8 +211,11 @@ fn check(
                     name: k.name.clone(),
                     hash,
                     tenant: k.tenant.clone(),
+                    team: k.team.clone(),
                     expires_at,
                     revoked: k.revoked,
+                    budget: None,
+                    rate_limit: None,
                 });
             }
             None => ck.error(
@@ -246,6 +249,7 @@ fn check(
         spend,
         budgets: crate::spend::check_budgets(&raw, &root.key("budgets"), ck),
         rate_limits: crate::spend::check_rate_limits(&raw, &root.key("rate_limits"), ck),
+        alerts: crate::spend::check_alerts(&raw, &root.key("alerts"), ck),
     }
 }
 
@@ -418,9 +422,37 @@ fn check_server(raw: &RawConfig, path: &ConfigPath, ck: &mut Checker<'_>) -> Ser
     if threads == 0 {
         ck.error(&path.key("threads"), "must be at least 1");
     }
+    let admin_key = s.admin_key.as_deref().and_then(|k| {
+        if k.starts_with("sha256:") {
+            let hash = parse_key_hash(k);
+            if hash.is_none() {
+                ck.error(
+                    &path.key("admin_key"),
+                    "expected `sha256:` followed by 64 hex digits (run `tollgate hash-key KEY`)",
+                );
+            }
+            hash
+        } else if k.len() < 16 {
+            // The key itself is not echoed: it is a secret.
+            ck.error(
+                &path.key("admin_key"),
+                "must be at least 16 characters long",
+            );
+            None
+        } else {
+            Some(crate::types::hash_key(k))
+        }
+    });
+    if admin_key.is_some() && s.admin_listen.is_none() {
+        ck.error(
+            &path.key("admin_key"),
+            "has no effect without `server.admin_listen`",
+        );
+    }
     ServerConfig {
         listen,
         admin_listen: s.admin_listen.clone(),
+        admin_key,
         threads,
         pid_file: s
             .pid_file
@@ -607,7 +639,8 @@ fn http_header_name_ok(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn parse_key_hash(s: &str) -> Option<KeyHash> {
+/// `sha256:<64 hex digits>`, as `tollgate hash-key` prints and the store keeps.
+pub fn parse_key_hash(s: &str) -> Option<KeyHash> {
     let hex_part = s.strip_prefix("sha256:")?;
     let bytes = hex::decode(hex_part).ok()?;
     Some(KeyHash(bytes.try_into().ok()?))

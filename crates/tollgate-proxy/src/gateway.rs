@@ -84,11 +84,10 @@ impl Gateway {
                     // Set first, so even an authentication error is Anthropic-shaped.
                     ctx.client_api = ClientApi::Anthropic;
                 }
-                match identify(session.req_header(), &ctx.state) {
+                match identify(session.req_header(), &ctx.state, &self.spend.keys) {
                     Ok(key) => {
                         if let Some(k) = key {
-                            ctx.key_name = Some(k.name);
-                            ctx.tenant = Some(k.tenant);
+                            ctx.identify_as(k);
                         }
                         ctx.tags = crate::routing::header_tags(session.req_header());
                     }

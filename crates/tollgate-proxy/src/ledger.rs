@@ -45,6 +45,10 @@ pub(crate) fn entry(ctx: &RequestCtx, cost: Usd, charges: Vec<Charge>) -> Ledger
             .ttft
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         estimated: ctx.usage_estimated,
+        team: ctx.team.clone(),
+        user: ctx.user.clone(),
+        session: ctx.session.clone(),
+        tags: (!ctx.tags.is_empty()).then(|| ctx.tags.join(",")),
         charges,
     }
 }

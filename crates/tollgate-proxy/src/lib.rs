@@ -12,6 +12,8 @@
 //! - [`metrics`]: every exported metric, named in one place.
 
 pub mod admin;
+mod admin_api;
+pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod context;
@@ -19,6 +21,7 @@ pub mod failover;
 pub mod forward;
 pub mod gateway;
 pub mod health;
+pub mod keys;
 pub mod ledger;
 pub mod limits;
 pub mod live;

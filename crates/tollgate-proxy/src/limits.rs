@@ -29,7 +29,8 @@ impl Spend {
         let Some(model) = ctx.model.clone() else {
             return Ok(());
         };
-        if rules.is_empty() {
+        let own = ctx.key_rate_limit.clone();
+        if rules.is_empty() && own.is_none() {
             return Ok(());
         }
         let now = Instant::now();
@@ -43,9 +44,12 @@ impl Spend {
         let estimated = u64::try_from(ctx.request_bytes / 4 + 1).unwrap_or(u64::MAX);
         let mut taken: Vec<(String, Rate, u64, bool)> = Vec::new();
         let (mut requests, mut tokens): (Option<Standing>, Option<Standing>) = (None, None);
-        let key = ctx.key_name.as_deref();
-        let tenant = ctx.tenant.as_deref();
-        for rule in rules.iter().filter(|r| r.applies(key, tenant, &model)) {
+        let caller = ctx.caller();
+        let applicable = rules
+            .iter()
+            .filter(|r| r.applies(caller, &model))
+            .chain(own.as_deref());
+        for rule in applicable {
             // A per-user rule does not limit requests that name no user, and so on.
             let Some(entity) = rule.per.map_or(Some("*"), |p| entity(p, ctx, &model)) else {
                 continue;

@@ -203,9 +203,10 @@ impl LiveState {
         self.models.get(alias)
     }
 
-    /// Whether clients must present a key (false when no `[[keys]]` are configured).
+    /// Whether clients must present a key: `[[keys]]` are configured, or keys are managed
+    /// through the admin API (even before the first is made).
     pub fn auth_required(&self) -> bool {
-        !self.keys.is_empty()
+        !self.keys.is_empty() || self.config.server.admin_key.is_some()
     }
 
     /// The virtual key with this hash.

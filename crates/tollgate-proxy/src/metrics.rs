@@ -34,6 +34,8 @@ pub enum MetricName {
     Cost,
     /// Counter of ledger entries dropped because the store fell behind.
     LedgerDropped,
+    /// Counter of webhook alerts delivered, by `kind`.
+    AlertsSent,
     /// Counter of successful live-state reloads.
     Reloads,
     /// Counter of rejected reloads (the old state kept serving).
@@ -54,6 +56,7 @@ impl MetricName {
             MetricName::Retries => "tollgate_upstream_retries_total",
             MetricName::Cost => "tollgate_cost_usd_total",
             MetricName::LedgerDropped => "tollgate_ledger_dropped_total",
+            MetricName::AlertsSent => "tollgate_alerts_sent_total",
             MetricName::Reloads => "tollgate_reloads_total",
             MetricName::ReloadFailures => "tollgate_reload_failures_total",
         }
@@ -189,6 +192,11 @@ pub fn record_policy_error(script: &str, kind: &'static str) {
 /// Records a ledger entry the store could not take in time.
 pub fn record_ledger_dropped() {
     counter!(MetricName::LedgerDropped.as_str()).increment(1);
+}
+
+/// Records a webhook alert delivered.
+pub fn record_alert_sent(kind: &str) {
+    counter!(MetricName::AlertsSent.as_str(), "kind" => kind.to_owned()).increment(1);
 }
 
 /// Records a reload attempt.

@@ -113,8 +113,10 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
         let app = AdminApp {
             reloader: reloader.clone(),
             health,
-            spend,
-            live,
+            spend: spend.clone(),
+            live: live.clone(),
+            admin_key: server_cfg.admin_key,
+            store: tokio::sync::OnceCell::new(),
         };
         let mut admin = Service::new("tollgate-admin".to_owned(), HttpServer::new_app(app));
         admin.add_tcp(admin_addr);
@@ -126,6 +128,18 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
     }
     if let Some(ledger) = ledger {
         server.add_service(background_service("ledger", ledger));
+    }
+    if let Some(location) = spend.location.clone() {
+        let refresh = crate::keys::KeysRefresh {
+            keys: spend.clone(),
+            location: location.clone(),
+        };
+        server.add_service(background_service("key refresh", refresh));
+        if let Some(alerts) =
+            crate::alerts::AlertService::for_config(live.clone(), spend.clone(), location)
+        {
+            server.add_service(background_service("alerts", alerts));
+        }
     }
     for mock in mocks {
         let service = MockService {

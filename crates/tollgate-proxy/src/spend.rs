@@ -16,9 +16,16 @@ use tollgate_state::store::{LedgerEntry, Location, Store, StoreError};
 use tollgate_state::{BudgetAsk, BudgetExceeded, Budgets, Charge, RateLimits, Reservation};
 use tollgate_types::{ApiError, ErrorKind, Usage, Usd};
 
-/// Budget counters, rate-limit buckets, and the way to the durable store. Outlives reloads.
+/// Budget counters, rate-limit buckets, keys made through the admin API, and the way to the
+/// durable store. Outlives reloads.
 #[derive(Debug, Default)]
 pub struct Spend {
+    /// Keys made through the admin API.
+    pub keys: crate::keys::StoredKeys,
+    /// The durable store, when the config has one (budgets, an admin key or alerts).
+    pub location: Option<Location>,
+    /// Budget counters charged since the alerts last looked, when alerts are on.
+    pub(crate) charged: Option<std::sync::Mutex<std::collections::HashMap<String, ChargedBudget>>>,
     /// This gateway's budget counters (all of them, or the fallback when Redis fails).
     pub budgets: Budgets,
     /// Every rate limit's buckets.
@@ -38,6 +45,17 @@ struct SharedTarget {
     conn: OnceCell<RedisBudgets>,
     /// When connecting last failed: requests do not queue behind a new attempt for a while.
     failed_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// A budget counter that was charged, with what the alerts need to judge it.
+#[derive(Debug, Clone)]
+pub(crate) struct ChargedBudget {
+    /// The budget's name (the counter's is `name|entity` when it is counted per entity).
+    pub budget: String,
+    /// Its cap.
+    pub limit: Usd,
+    /// Its period.
+    pub period: tollgate_config::Period,
 }
 
 /// After a failed connection, how long requests fail fast before one tries again.
@@ -63,6 +81,7 @@ pub(crate) fn unix_now() -> i64 {
 pub(crate) fn entity<'a>(per: Per, ctx: &'a RequestCtx, model: &'a str) -> Option<&'a str> {
     match per {
         Per::Key => ctx.key_name.as_deref(),
+        Per::Team => ctx.team.as_deref(),
         Per::Tenant => ctx.tenant.as_deref(),
         Per::User => ctx.user.as_deref(),
         Per::Session => ctx.session.as_deref(),
@@ -70,17 +89,23 @@ pub(crate) fn entity<'a>(per: Per, ctx: &'a RequestCtx, model: &'a str) -> Optio
     }
 }
 
-/// The budgets that apply to the request, each with its counter's name: the budget's own, or
-/// `name|entity` for a budget counted per key, user, ... (a request that names no user is not
-/// under a per-user budget).
-fn applicable<'a>(ctx: &RequestCtx, config: &'a Config) -> Vec<(&'a BudgetConfig, String)> {
+/// The budgets that apply to the request (the config's and its key's own), each with its
+/// counter's name: the budget's own, or `name|entity` for a budget counted per key, user, ...
+/// (a request that names no user is not under a per-user budget).
+fn applicable<'a>(
+    ctx: &RequestCtx,
+    config: &'a Config,
+    key_budget: Option<&'a BudgetConfig>,
+) -> Vec<(&'a BudgetConfig, String)> {
     let Some(model) = ctx.model.as_deref() else {
         return Vec::new();
     };
+    let caller = ctx.caller();
     config
         .budgets
         .iter()
-        .filter(|b| b.applies(ctx.key_name.as_deref(), ctx.tenant.as_deref(), model))
+        .filter(|b| b.applies(caller, model))
+        .chain(key_budget)
         .filter_map(|b| match b.per {
             None => Some((b, b.name.clone())),
             Some(per) => entity(per, ctx, model).map(|e| (b, format!("{}|{e}", b.name))),
@@ -102,13 +127,19 @@ impl Spend {
         Spend::default()
     }
 
-    /// The counters for `config`: shared through Redis when `[shared] redis_url` is set; with
-    /// budgets, the SQLite store is opened, this gateway's counters restored from it, and the
-    /// ledger service returned. Runs before the server starts.
+    /// The counters for `config`: shared through Redis when `[shared] redis_url` is set. With
+    /// budgets, an admin key or alerts, the store is opened (SQLite, or PostgreSQL with
+    /// `[shared] database_url`), this gateway's counters and the stored keys read from it, and
+    /// the ledger service returned. Runs before the server starts.
     pub fn for_config(
         config: &Config,
     ) -> Result<(Spend, Option<crate::ledger::LedgerService>), StoreError> {
         let mut spend = Spend {
+            charged: config
+                .alerts
+                .webhook_url
+                .is_some()
+                .then(std::sync::Mutex::default),
             shared: config.shared.redis_url.as_ref().map(|url| SharedTarget {
                 url: url.clone(),
                 prefix: config.shared.prefix.clone(),
@@ -117,7 +148,10 @@ impl Spend {
             }),
             ..Spend::default()
         };
-        if config.budgets.is_empty() {
+        let needs_store = !config.budgets.is_empty()
+            || config.server.admin_key.is_some()
+            || config.alerts.webhook_url.is_some();
+        if !needs_store {
             return Ok((spend, None));
         }
         let location = match &config.shared.database_url {
@@ -136,11 +170,13 @@ impl Spend {
             for (name, period_start, spent) in store.load_spend().await? {
                 spend.budgets.restore(&name, period_start, spent);
             }
+            spend.keys.reload(&store).await?;
             store.close().await;
             Ok::<(), StoreError>(())
         })?;
-        let (tx, service) = crate::ledger::service(location);
+        let (tx, service) = crate::ledger::service(location.clone());
         spend.ledger = Some(tx);
+        spend.location = Some(location);
         Ok((spend, Some(service)))
     }
 
@@ -176,7 +212,8 @@ impl Spend {
     ) -> Result<(), ApiError> {
         let state = ctx.state.clone();
         let config = &state.config;
-        let budgets = applicable(ctx, config);
+        let key_budget = ctx.key_budget.clone();
+        let budgets = applicable(ctx, config, key_budget.as_deref());
         if budgets.is_empty() {
             return Ok(());
         }
@@ -264,7 +301,7 @@ impl Spend {
 
     /// The least room left in the budgets that apply to the request (for scripts' `ctx`).
     pub async fn remaining(&self, ctx: &RequestCtx) -> Option<Usd> {
-        let budgets = applicable(ctx, &ctx.state.config);
+        let budgets = applicable(ctx, &ctx.state.config, ctx.key_budget.as_deref());
         let now = unix_now();
         let mut least: Option<Usd> = None;
         for (b, counter) in budgets {
@@ -309,8 +346,12 @@ impl Spend {
         let cost = ctx.cost.unwrap_or(Usd::ZERO);
         ctx.charges = match ctx.reservation.take() {
             None => return,
-            Some(Held::Local(r)) => self.budgets.settle(r, cost),
+            Some(Held::Local(r)) => {
+                self.note_charged(ctx);
+                self.budgets.settle(r, cost)
+            }
             Some(Held::Shared(r, periods)) => {
+                self.note_charged(ctx);
                 match self.redis().await {
                     Some(Ok(redis)) => {
                         if let Err(e) = redis.settle(r, cost).await {
@@ -331,6 +372,34 @@ impl Spend {
                     .collect()
             }
         };
+    }
+
+    /// Remembers the budget counters a request is charged to, for the alerts to look at.
+    fn note_charged(&self, ctx: &RequestCtx) {
+        let Some(charged) = &self.charged else {
+            return;
+        };
+        let budgets = applicable(ctx, &ctx.state.config, ctx.key_budget.as_deref());
+        let mut charged = charged.lock().unwrap_or_else(|e| e.into_inner());
+        for (b, counter) in budgets {
+            charged.entry(counter).or_insert_with(|| ChargedBudget {
+                budget: b.name.clone(),
+                limit: b.limit,
+                period: b.period,
+            });
+        }
+    }
+
+    /// The budget counters charged since the last call, emptied.
+    pub(crate) fn take_charged(&self) -> std::collections::HashMap<String, ChargedBudget> {
+        self.charged.as_ref().map_or_else(Default::default, |c| {
+            std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner()))
+        })
+    }
+
+    /// What a budget counter spent in the period that contains `now`.
+    pub(crate) async fn spent(&self, counter: &str, period_start: i64) -> Usd {
+        self.usage(counter, period_start).await.0
     }
 
     /// Every budget's state with its configured limit, for `GET /admin/budgets`.
@@ -365,6 +434,16 @@ impl Spend {
                     .collect();
                 serde_json::json!({ "name": b.name, "limit_usd": b.limit.to_string(), "each": counters })
             };
+            entry["period"] = b.period.name().into();
+            entry["period_start"] = now.into();
+            budgets.push(entry);
+        }
+        for key in self.keys.all().values() {
+            let Some(b) = &key.budget else { continue };
+            let now = b.period.start(unix_now());
+            let (spent, reserved) = self.usage(&b.name, now).await;
+            let mut entry = row(&b.name, b.limit, spent, reserved);
+            entry["key"] = key.name.clone().into();
             entry["period"] = b.period.name().into();
             entry["period_start"] = now.into();
             budgets.push(entry);

@@ -5,7 +5,12 @@
 //!
 //! Written in batches off the request path ([`Store::write`]); read at start
 //! ([`Store::load_spend`]) so spend survives a restart. Money is stored as integer
-//! picodollars, so the ledger and the budget rows add up exactly.
+//! picodollars, so the ledger and the budget rows add up exactly. It also keeps the virtual
+//! keys made through the admin API ([`keys`]), answers spend reports and remembers which
+//! alerts were sent ([`reports`]).
+//!
+//! The schema is versioned: `migrations/NNNN_*.sql`, applied in order at open and recorded
+//! in `_sqlx_migrations`. The same files serve SQLite and PostgreSQL.
 
 use crate::spend::Charge;
 use sqlx::postgres::PgPoolOptions;
@@ -26,7 +31,18 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
-    /// The database could not be opened, migrated, read or written.
+    /// The schema could not be brought up to date.
+    #[error("spend store {path}: migrating the schema: {source}")]
+    Migrate {
+        /// The database file, or `postgres`.
+        path: PathBuf,
+        /// Why.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A key with this name or hash exists already.
+    #[error("a key named {0:?} exists already")]
+    KeyExists(String),
+    /// The database could not be opened, read or written.
     #[error("spend store {path}: {source}")]
     Sql {
         /// The database file.
@@ -71,6 +87,14 @@ pub struct LedgerEntry {
     pub ttft_ms: Option<u64>,
     /// The tokens are the gateway's estimate: the provider reported none.
     pub estimated: bool,
+    /// The key's team.
+    pub team: Option<String>,
+    /// The end user the request was made for.
+    pub user: Option<String>,
+    /// The session it belongs to.
+    pub session: Option<String>,
+    /// Its tags, comma-separated.
+    pub tags: Option<String>,
     /// The budgets it was charged to.
     pub charges: Vec<Charge>,
 }
@@ -94,7 +118,7 @@ impl std::fmt::Debug for Location {
 }
 
 #[derive(Debug, Clone)]
-enum Pool {
+pub(crate) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -102,7 +126,7 @@ enum Pool {
 /// The store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: Pool,
+    pub(crate) pool: Pool,
     /// For messages: the SQLite file, or `postgres`.
     path: PathBuf,
 }
@@ -117,38 +141,13 @@ macro_rules! on_pool {
     };
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS budget_spend (
-    budget TEXT NOT NULL,
-    period_start BIGINT NOT NULL,
-    spent_picos BIGINT NOT NULL,
-    PRIMARY KEY (budget, period_start)
-);
-CREATE TABLE IF NOT EXISTS ledger (
-    request_id TEXT NOT NULL,
-    at_ms BIGINT NOT NULL,
-    key TEXT,
-    tenant TEXT,
-    model TEXT NOT NULL,
-    provider TEXT,
-    upstream_model TEXT,
-    input_tokens BIGINT NOT NULL,
-    output_tokens BIGINT NOT NULL,
-    cached_input_tokens BIGINT NOT NULL,
-    cache_write_tokens BIGINT NOT NULL,
-    cost_picos BIGINT NOT NULL,
-    status BIGINT NOT NULL,
-    latency_ms BIGINT NOT NULL,
-    ttft_ms BIGINT,
-    estimated BIGINT NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at_ms);
-CREATE INDEX IF NOT EXISTS ledger_key_at ON ledger (key, at_ms);
-CREATE INDEX IF NOT EXISTS ledger_model_at ON ledger (model, at_ms);
-";
+// After the macro, so these modules can use it.
+pub mod keys;
+mod migrations;
+pub mod reports;
 
 /// SQLite integers are signed 64-bit: amounts and counts above that are clamped.
-fn int(n: u64) -> i64 {
+pub(crate) fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -169,11 +168,9 @@ impl Store {
                     .connect(url)
                     .await
                     .map_err(sql)?;
-                // Gateways starting together would race on `CREATE ... IF NOT EXISTS`
-                // (PostgreSQL's catalog is not idempotent under concurrency): one at a time.
-                let locked =
-                    format!("BEGIN; SELECT pg_advisory_xact_lock(7303417); {SCHEMA} COMMIT;");
-                sqlx::raw_sql(&locked).execute(&pool).await.map_err(sql)?;
+                // Gateways starting together migrate one at a time: the migrator holds an
+                // advisory lock.
+                migrations::run(&pool, &path).await?;
                 Ok(Store {
                     pool: Pool::Postgres(pool),
                     path,
@@ -205,14 +202,14 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(sql)?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(sql)?;
+        migrations::run(&pool, &path).await?;
         Ok(Store {
             pool: Pool::Sqlite(pool),
             path,
         })
     }
 
-    fn sql(&self, source: sqlx::Error) -> StoreError {
+    pub(crate) fn sql(&self, source: sqlx::Error) -> StoreError {
         StoreError::Sql {
             path: self.path.clone(),
             source,
@@ -221,7 +218,7 @@ impl Store {
 
     /// `text` with `?` placeholders, as this backend writes them (`$1`, `$2`, ... for
     /// PostgreSQL).
-    fn dialect(&self, text: &str) -> String {
+    pub(crate) fn dialect(&self, text: &str) -> String {
         match self.pool {
             Pool::Sqlite(_) => text.to_owned(),
             Pool::Postgres(_) => {
@@ -277,7 +274,8 @@ impl Store {
             let mut rows = sqlx::QueryBuilder::new(
                 "INSERT INTO ledger (request_id, at_ms, key, tenant, model, provider,
                     upstream_model, input_tokens, output_tokens, cached_input_tokens,
-                    cache_write_tokens, cost_picos, status, latency_ms, ttft_ms, estimated) ",
+                    cache_write_tokens, cost_picos, status, latency_ms, ttft_ms, estimated,
+                    team, end_user, session_id, tags) ",
             );
             rows.push_values(batch, |mut row, e| {
                 row.push_bind(e.request_id.clone())
@@ -295,7 +293,11 @@ impl Store {
                     .push_bind(i64::from(e.status))
                     .push_bind(int(e.latency_ms))
                     .push_bind(e.ttft_ms.map(int))
-                    .push_bind(i64::from(e.estimated));
+                    .push_bind(i64::from(e.estimated))
+                    .push_bind(e.team.clone())
+                    .push_bind(e.user.clone())
+                    .push_bind(e.session.clone())
+                    .push_bind(e.tags.clone());
             });
             rows.build()
                 .execute(&mut *tx)

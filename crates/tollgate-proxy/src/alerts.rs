@@ -1,0 +1,352 @@
+//! Webhook alerts, sent off the request path by a background service:
+//!
+//! - **budget thresholds**: every `check_interval`, each budget counter charged since the last
+//!   look is compared with its cap; crossing a share in `[alerts] thresholds` sends one alert
+//!   (the highest share crossed) per counter, threshold and period;
+//! - **spend anomalies**: every few minutes, each key's and model's spend in the current hour
+//!   is compared with its mean hourly spend over the 24 hours before; `anomaly_factor` times
+//!   that mean (and at least `anomaly_min_usd`) sends one alert per key or model and hour.
+//!
+//! Each alert is claimed in the store before it is sent, so a restart or another gateway
+//! sharing the database does not send it again. The JSON body has a Slack-compatible `text`.
+//! A webhook that keeps failing loses that alert (logged): alerts never hold up requests.
+
+use crate::live::LiveState;
+use crate::spend::{Spend, unix_now};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tollgate_state::store::reports::{Bucket, GroupBy, ReportQuery};
+use tollgate_state::store::{Location, Store};
+use tollgate_types::Usd;
+
+/// Anomaly checks scan a day of the ledger: not more often than this.
+const ANOMALY_EVERY: Duration = Duration::from_secs(300);
+/// Attempts per alert, a second apart, then doubling.
+const SEND_ATTEMPTS: u32 = 3;
+
+/// The alerts service.
+pub struct AlertService {
+    live: Arc<ArcSwap<LiveState>>,
+    spend: Arc<Spend>,
+    location: Location,
+}
+
+impl AlertService {
+    /// The service, when the config at start has a webhook (budget counters are only noted
+    /// for alerts then).
+    pub fn for_config(
+        live: Arc<ArcSwap<LiveState>>,
+        spend: Arc<Spend>,
+        location: Location,
+    ) -> Option<AlertService> {
+        live.load().config.alerts.webhook_url.as_ref()?;
+        Some(AlertService {
+            live,
+            spend,
+            location,
+        })
+    }
+}
+
+/// An HTTP client with the system's root certificates, on the ring provider that the rest of
+/// the gateway's TLS uses.
+fn client() -> Result<reqwest::Client, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().unwrap_or_default() {
+        // A malformed system certificate is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The share of `limit` that `spent` is.
+fn share(spent: Usd, limit: Usd) -> f64 {
+    if limit == Usd::ZERO {
+        return if spent == Usd::ZERO {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+    }
+    spent.dollars() / limit.dollars()
+}
+
+/// The highest of `thresholds` (ascending) that `share` reached, and all it reached.
+fn crossed(thresholds: &[f64], share: f64) -> Vec<f64> {
+    thresholds.iter().copied().filter(|t| share >= *t).collect()
+}
+
+/// Per group, this hour's spend and the mean hourly spend of the 24 hours before, from a
+/// report bucketed by hour.
+fn hourly_against_trailing(
+    rows: &[tollgate_state::store::reports::SpendRow],
+    hour_start_ms: i64,
+) -> HashMap<String, (Usd, Usd)> {
+    let mut out: HashMap<String, (Usd, Usd)> = HashMap::new();
+    for r in rows {
+        let Some(group) = &r.group else { continue };
+        let entry = out.entry(group.clone()).or_default();
+        if r.bucket_ms == Some(hour_start_ms) {
+            entry.0 = entry.0.saturating_add(r.cost);
+        } else {
+            entry.1 = entry.1.saturating_add(r.cost);
+        }
+    }
+    for (_, trailing) in out.values_mut() {
+        *trailing = Usd::from_picos(trailing.picos() / 24);
+    }
+    out
+}
+
+struct Run {
+    store: Option<Store>,
+    client: Option<reqwest::Client>,
+    /// Alerts this gateway sent or found claimed, so the store is not asked again.
+    sent: HashSet<String>,
+    last_anomaly_check: Option<Instant>,
+}
+
+impl AlertService {
+    async fn tick(&self, run: &mut Run) {
+        let charged = self.spend.take_charged();
+        let live = self.live.load_full();
+        let settings = &live.config.alerts;
+        let Some(url) = settings.webhook_url.as_ref() else {
+            return;
+        };
+        if run.store.is_none() {
+            match Store::open_at(&self.location).await {
+                Ok(s) => run.store = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Alerts: the store cannot be opened.");
+                    return;
+                }
+            }
+        }
+        let mut alerts: Vec<(Vec<String>, Value)> = Vec::new();
+        let now = unix_now();
+        for (counter, b) in charged {
+            let period_start = b.period.start(now);
+            let spent = self.spend.spent(&counter, period_start).await;
+            let reached = crossed(&settings.thresholds, share(spent, b.limit));
+            let Some(highest) = reached.last().copied() else {
+                continue;
+            };
+            let ids = reached
+                .iter()
+                .map(|t| format!("budget|{counter}|{period_start}|{t}"))
+                .collect();
+            let percent = (highest * 100.0).round();
+            alerts.push((
+                ids,
+                json!({
+                    "text": format!(
+                        "Tollgate: budget `{counter}` has spent {spent} USD, {percent}% or more of its {} USD {} cap.",
+                        b.limit, b.period.name()
+                    ),
+                    "kind": "budget_threshold",
+                    "budget": b.budget,
+                    "counter": counter,
+                    "threshold": highest,
+                    "spent_usd": spent.to_string(),
+                    "limit_usd": b.limit.to_string(),
+                    "period": b.period.name(),
+                    "period_start": period_start,
+                }),
+            ));
+        }
+        let due = run
+            .last_anomaly_check
+            .is_none_or(|at| at.elapsed() >= ANOMALY_EVERY);
+        if settings.anomaly_factor > 0.0 && due {
+            run.last_anomaly_check = Some(Instant::now());
+            self.anomalies(run, now, &mut alerts).await;
+        }
+        for (ids, body) in alerts {
+            self.deliver(run, url.expose_secret(), ids, body).await;
+        }
+    }
+
+    async fn anomalies(&self, run: &Run, now: i64, alerts: &mut Vec<(Vec<String>, Value)>) {
+        let Some(store) = &run.store else { return };
+        let settings = &self.live.load().config.alerts;
+        let hour_start_ms = (now - now.rem_euclid(3_600)) * 1000;
+        for (by, name) in [(GroupBy::Key, "key"), (GroupBy::Model, "model")] {
+            let query = ReportQuery {
+                by: Some(by),
+                bucket: Some(Bucket::Hour),
+                from_ms: hour_start_ms - 24 * 3_600_000,
+                to_ms: hour_start_ms + 3_600_000,
+            };
+            let rows = match store.spend_report(query).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Alerts: spend could not be read.");
+                    return;
+                }
+            };
+            for (group, (current, mean)) in hourly_against_trailing(&rows, hour_start_ms) {
+                let threshold = mean.dollars() * settings.anomaly_factor;
+                if current < settings.anomaly_min || current.dollars() <= threshold {
+                    continue;
+                }
+                alerts.push((
+                    vec![format!("anomaly|{name}|{group}|{hour_start_ms}")],
+                    json!({
+                        "text": format!(
+                            "Tollgate: {name} `{group}` has spent {current} USD this hour, against a mean of {mean} USD an hour over the day before."
+                        ),
+                        "kind": "spend_anomaly",
+                        "group_by": name,
+                        "group": group,
+                        "hour_start_ms": hour_start_ms,
+                        "spent_usd": current.to_string(),
+                        "trailing_mean_usd": mean.to_string(),
+                        "factor": settings.anomaly_factor,
+                    }),
+                ));
+            }
+        }
+    }
+
+    /// Claims the alert's ids, and sends it when one of them is new.
+    async fn deliver(&self, run: &mut Run, url: &str, ids: Vec<String>, body: Value) {
+        let Some(store) = &run.store else { return };
+        let mut fresh = false;
+        for id in ids {
+            if run.sent.contains(&id) {
+                continue;
+            }
+            match store
+                .claim_alert(&id, unix_now().saturating_mul(1000))
+                .await
+            {
+                Ok(claimed) => fresh |= claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Alerts: the store failed; the alert waits.");
+                    return;
+                }
+            }
+            run.sent.insert(id);
+        }
+        if !fresh {
+            return;
+        }
+        if run.client.is_none() {
+            match client() {
+                Ok(c) => run.client = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "Alerts: no HTTP client; the alert is lost.");
+                    return;
+                }
+            }
+        }
+        let Some(client) = &run.client else { return };
+        let mut delay = Duration::from_secs(1);
+        for attempt in 1..=SEND_ATTEMPTS {
+            match client.post(url).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {
+                    crate::metrics::record_alert_sent(body["kind"].as_str().unwrap_or(""));
+                    return;
+                }
+                Ok(r) => {
+                    tracing::warn!(status = %r.status(), attempt, "Alerts: the webhook refused an alert.")
+                }
+                // The URL may carry a token: the error's own text is not logged.
+                Err(e) => tracing::warn!(
+                    timeout = e.is_timeout(),
+                    connect = e.is_connect(),
+                    attempt,
+                    "Alerts: the webhook could not be reached."
+                ),
+            }
+            if attempt < SEND_ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        tracing::error!(
+            kind = body["kind"].as_str().unwrap_or(""),
+            "Alerts: an alert was not delivered."
+        );
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AlertService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut run = Run {
+            store: None,
+            client: None,
+            sent: HashSet::new(),
+            last_anomaly_check: None,
+        };
+        loop {
+            let every = self.live.load().config.alerts.check_interval;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => break,
+            }
+            self.tick(&mut run).await;
+        }
+        if let Some(store) = run.store {
+            store.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_state::store::reports::SpendRow;
+
+    #[test]
+    fn thresholds_crossed_are_all_those_reached() {
+        let t = [0.5, 0.8, 1.0];
+        assert!(crossed(&t, 0.49).is_empty());
+        assert_eq!(crossed(&t, 0.8), vec![0.5, 0.8]);
+        assert_eq!(crossed(&t, 3.0), vec![0.5, 0.8, 1.0]);
+        assert!(share(Usd::from_dollars(1.0), Usd::ZERO).is_infinite());
+        assert!((share(Usd::from_dollars(1.0), Usd::from_dollars(4.0)) - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn this_hour_is_compared_with_the_mean_of_the_day_before() {
+        let hour = 100 * 3_600_000;
+        let row = |group: &str, bucket_ms: i64, dollars: f64| SpendRow {
+            group: Some(group.to_owned()),
+            bucket_ms: Some(bucket_ms),
+            requests: 1,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost: Usd::from_dollars(dollars),
+        };
+        let rows = [
+            row("a", hour - 3_600_000, 12.0),
+            row("a", hour - 7_200_000, 12.0),
+            row("a", hour, 5.0),
+            row("b", hour, 2.0),
+        ];
+        let got = hourly_against_trailing(&rows, hour);
+        assert_eq!(got["a"], (Usd::from_dollars(5.0), Usd::from_dollars(1.0)));
+        assert_eq!(got["b"], (Usd::from_dollars(2.0), Usd::ZERO));
+    }
+}
