@@ -27,7 +27,7 @@ pub use presets::{AuthStyle, ProviderKind, WireFormat};
 pub use resilience::{BreakerSettings, Resilience, Strategy};
 pub use spend::{
     AlertSettings, BudgetConfig, Caller, Per, Period, RateLimitConfig, Selector, SpendSettings,
-    parse_timestamp,
+    Webhook, parse_timestamp,
 };
 pub use types::{
     Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,

@@ -424,11 +424,52 @@ pub(crate) fn check_rate_limits(
     out
 }
 
+/// Where alerts are POSTed. Its `Debug` output names the host only: webhook paths and
+/// queries often carry the token (Slack's do).
+#[derive(Clone)]
+pub struct Webhook {
+    /// Scheme, host and port (its `path` is empty).
+    pub url: crate::types::UpstreamUrl,
+    /// Path and query, starting with `/`.
+    pub path_and_query: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("host", &self.url.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `http(s)://host[:port]/path[?query]` as a [`Webhook`].
+fn parse_webhook(url: &str) -> Result<Webhook, &'static str> {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    if base.contains('#') || query.is_some_and(|q| q.contains('#')) {
+        return Err("must not have a fragment");
+    }
+    let mut parsed = crate::validate::parse_url(base)?;
+    let mut path = std::mem::take(&mut parsed.path);
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    Ok(Webhook {
+        url: parsed,
+        path_and_query: path.into(),
+    })
+}
+
 /// `[alerts]`, with defaults applied.
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
-    /// Where alerts go; `None`: no alerts. A secret: it may carry a token.
-    pub webhook_url: Option<secrecy::SecretString>,
+    /// Where alerts go; `None`: no alerts.
+    pub webhook: Option<Webhook>,
     /// Shares of a budget's cap that raise an alert, ascending.
     pub thresholds: Vec<f64>,
     /// An hour's spend this many times the trailing mean is an anomaly; 0: never.
@@ -445,14 +486,16 @@ pub(crate) fn check_alerts(
     ck: &mut Checker<'_>,
 ) -> AlertSettings {
     let a = &raw.alerts;
-    if let Some(url) = &a.webhook_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        ck.error(
-            &path.key("webhook_url"),
-            "expected an http:// or https:// URL",
-        );
-    }
+    let webhook = a
+        .webhook_url
+        .as_deref()
+        .and_then(|url| match parse_webhook(url) {
+            Ok(w) => Some(w),
+            Err(why) => {
+                ck.error(&path.key("webhook_url"), why);
+                None
+            }
+        });
     let mut thresholds = a.thresholds.clone().unwrap_or_else(|| vec![0.5, 0.8, 1.0]);
     if thresholds.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
         ck.error(
@@ -478,7 +521,7 @@ pub(crate) fn check_alerts(
         ck.error(&path.key("check_interval_secs"), "must be at least 1");
     }
     AlertSettings {
-        webhook_url: a.webhook_url.clone().map(secrecy::SecretString::from),
+        webhook,
         thresholds,
         anomaly_factor,
         anomaly_min: Usd::from_dollars(anomaly_min),
@@ -489,6 +532,26 @@ pub(crate) fn check_alerts(
 #[cfg(test)]
 mod tests {
     use super::Period;
+
+    #[test]
+    fn webhook_urls_keep_their_path_and_query() {
+        use secrecy::ExposeSecret as _;
+        let w =
+            super::parse_webhook("https://hooks.slack.com/services/T0/B0/XyZ?x=1").expect("valid");
+        assert_eq!(
+            (w.url.host.as_str(), w.url.port, w.url.tls),
+            ("hooks.slack.com", 443, true)
+        );
+        assert_eq!(w.path_and_query.expose_secret(), "/services/T0/B0/XyZ?x=1");
+        assert!(
+            !format!("{w:?}").contains("XyZ"),
+            "the token is not in Debug output"
+        );
+        let bare = super::parse_webhook("http://127.0.0.1:9000").expect("valid");
+        assert_eq!(bare.path_and_query.expose_secret(), "/");
+        assert!(super::parse_webhook("ftp://x/y").is_err());
+        assert!(super::parse_webhook("https://x/y#frag").is_err());
+    }
 
     #[test]
     fn periods_start_on_utc_calendar_boundaries() {

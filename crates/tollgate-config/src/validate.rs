@@ -646,7 +646,8 @@ pub fn parse_key_hash(s: &str) -> Option<KeyHash> {
     Some(KeyHash(bytes.try_into().ok()?))
 }
 
-fn parse_url(url: &str) -> Result<UpstreamUrl, &'static str> {
+/// An `http(s)://host[:port][/path]` URL, without query or fragment.
+pub fn parse_url(url: &str) -> Result<UpstreamUrl, &'static str> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {

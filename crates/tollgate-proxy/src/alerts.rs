@@ -15,6 +15,7 @@ use crate::live::LiveState;
 use crate::spend::{Spend, unix_now};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::connectors::http::Connector;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use secrecy::ExposeSecret as _;
@@ -36,6 +37,8 @@ pub struct AlertService {
     live: Arc<ArcSwap<LiveState>>,
     spend: Arc<Spend>,
     location: Location,
+    /// Pingora's connector: the same TLS stack and trust roots as provider calls.
+    connector: Connector,
 }
 
 impl AlertService {
@@ -45,37 +48,20 @@ impl AlertService {
         live: Arc<ArcSwap<LiveState>>,
         spend: Arc<Spend>,
         location: Location,
+        connector: Connector,
     ) -> Option<AlertService> {
-        live.load().config.alerts.webhook_url.as_ref()?;
+        live.load().config.alerts.webhook.as_ref()?;
         Some(AlertService {
             live,
             spend,
             location,
+            connector,
         })
     }
 }
 
-/// An HTTP client with the system's root certificates, on the ring provider that the rest of
-/// the gateway's TLS uses.
-fn client() -> Result<reqwest::Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().unwrap_or_default() {
-        // A malformed system certificate is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())
-}
+/// How long one delivery attempt may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The share of `limit` that `spent` is.
 fn share(spent: Usd, limit: Usd) -> f64 {
@@ -118,7 +104,6 @@ fn hourly_against_trailing(
 
 struct Run {
     store: Option<Store>,
-    client: Option<reqwest::Client>,
     /// Alerts this gateway sent or found claimed, so the store is not asked again.
     sent: HashSet<String>,
     last_anomaly_check: Option<Instant>,
@@ -129,7 +114,7 @@ impl AlertService {
         let charged = self.spend.take_charged();
         let live = self.live.load_full();
         let settings = &live.config.alerts;
-        let Some(url) = settings.webhook_url.as_ref() else {
+        let Some(webhook) = settings.webhook.clone() else {
             return;
         };
         if run.store.is_none() {
@@ -146,7 +131,13 @@ impl AlertService {
         for (counter, b) in charged {
             let period_start = b.period.start(now);
             let spent = self.spend.spent(&counter, period_start).await;
-            let reached = crossed(&settings.thresholds, share(spent, b.limit));
+            // A budget that refused a request is full, though reservations keep its spend
+            // under the cap.
+            let mut used = share(spent, b.limit);
+            if b.refused {
+                used = used.max(1.0);
+            }
+            let reached = crossed(&settings.thresholds, used);
             let Some(highest) = reached.last().copied() else {
                 continue;
             };
@@ -158,10 +149,18 @@ impl AlertService {
             alerts.push((
                 ids,
                 json!({
-                    "text": format!(
-                        "Tollgate: budget `{counter}` has spent {spent} USD, {percent}% or more of its {} USD {} cap.",
-                        b.limit, b.period.name()
-                    ),
+                    "text": if b.refused {
+                        format!(
+                            "Tollgate: budget `{counter}` is exhausted: it refused a request, with {spent} USD of its {} USD {} cap spent.",
+                            b.limit, b.period.name()
+                        )
+                    } else {
+                        format!(
+                            "Tollgate: budget `{counter}` has spent {spent} USD, {percent}% or more of its {} USD {} cap.",
+                            b.limit, b.period.name()
+                        )
+                    },
+                    "exhausted": b.refused,
                     "kind": "budget_threshold",
                     "budget": b.budget,
                     "counter": counter,
@@ -181,7 +180,7 @@ impl AlertService {
             self.anomalies(run, now, &mut alerts).await;
         }
         for (ids, body) in alerts {
-            self.deliver(run, url.expose_secret(), ids, body).await;
+            self.deliver(run, &webhook, ids, body).await;
         }
     }
 
@@ -228,7 +227,13 @@ impl AlertService {
     }
 
     /// Claims the alert's ids, and sends it when one of them is new.
-    async fn deliver(&self, run: &mut Run, url: &str, ids: Vec<String>, body: Value) {
+    async fn deliver(
+        &self,
+        run: &mut Run,
+        webhook: &tollgate_config::Webhook,
+        ids: Vec<String>,
+        body: Value,
+    ) {
         let Some(store) = &run.store else { return };
         let mut fresh = false;
         for id in ids {
@@ -250,33 +255,30 @@ impl AlertService {
         if !fresh {
             return;
         }
-        if run.client.is_none() {
-            match client() {
-                Ok(c) => run.client = Some(c),
-                Err(e) => {
-                    tracing::error!(error = %e, "Alerts: no HTTP client; the alert is lost.");
-                    return;
-                }
-            }
-        }
-        let Some(client) = &run.client else { return };
+        let bytes = bytes::Bytes::from(body.to_string());
+        let kind = body["kind"].as_str().unwrap_or("");
         let mut delay = Duration::from_secs(1);
         for attempt in 1..=SEND_ATTEMPTS {
-            match client.post(url).json(&body).send().await {
-                Ok(r) if r.status().is_success() => {
-                    crate::metrics::record_alert_sent(body["kind"].as_str().unwrap_or(""));
+            let sent = crate::upstream::post_json(
+                &self.connector,
+                &webhook.url,
+                webhook.path_and_query.expose_secret(),
+                bytes.clone(),
+                SEND_TIMEOUT,
+            )
+            .await;
+            match sent {
+                Ok(status) if (200..300).contains(&status) => {
+                    crate::metrics::record_alert_sent(kind);
                     return;
                 }
-                Ok(r) => {
-                    tracing::warn!(status = %r.status(), attempt, "Alerts: the webhook refused an alert.")
+                Ok(status) => {
+                    tracing::warn!(status, attempt, host = %webhook.url.host,
+                        "Alerts: the webhook refused an alert.");
                 }
-                // The URL may carry a token: the error's own text is not logged.
-                Err(e) => tracing::warn!(
-                    timeout = e.is_timeout(),
-                    connect = e.is_connect(),
-                    attempt,
-                    "Alerts: the webhook could not be reached."
-                ),
+                // The summary names the failure, never the path (it may hold a token).
+                Err(e) => tracing::warn!(error = %e.summary(), attempt, host = %webhook.url.host,
+                    "Alerts: the webhook could not be reached."),
             }
             if attempt < SEND_ATTEMPTS {
                 tokio::time::sleep(delay).await;
@@ -295,7 +297,6 @@ impl BackgroundService for AlertService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut run = Run {
             store: None,
-            client: None,
             sent: HashSet::new(),
             last_anomaly_check: None,
         };

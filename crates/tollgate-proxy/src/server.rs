@@ -135,9 +135,16 @@ pub fn run(mut config: Config, opts: &ServeOptions) -> Result<(), ServeError> {
             location: location.clone(),
         };
         server.add_service(background_service("key refresh", refresh));
-        if let Some(alerts) =
-            crate::alerts::AlertService::for_config(live.clone(), spend.clone(), location)
-        {
+        let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
+            &server.configuration,
+        )));
+        let alerts = crate::alerts::AlertService::for_config(
+            live.clone(),
+            spend.clone(),
+            location,
+            connector,
+        );
+        if let Some(alerts) = alerts {
             server.add_service(background_service("alerts", alerts));
         }
     }

@@ -56,6 +56,8 @@ pub(crate) struct ChargedBudget {
     pub limit: Usd,
     /// Its period.
     pub period: tollgate_config::Period,
+    /// It refused a request: it is as good as spent.
+    pub refused: bool,
 }
 
 /// After a failed connection, how long requests fail fast before one tries again.
@@ -137,7 +139,7 @@ impl Spend {
         let mut spend = Spend {
             charged: config
                 .alerts
-                .webhook_url
+                .webhook
                 .is_some()
                 .then(std::sync::Mutex::default),
             shared: config.shared.redis_url.as_ref().map(|url| SharedTarget {
@@ -150,7 +152,7 @@ impl Spend {
         };
         let needs_store = !config.budgets.is_empty()
             || config.server.admin_key.is_some()
-            || config.alerts.webhook_url.is_some();
+            || config.alerts.webhook.is_some();
         if !needs_store {
             return Ok((spend, None));
         }
@@ -243,6 +245,7 @@ impl Spend {
             });
         }
         let refused = |e: BudgetExceeded| {
+            self.note_refused(&budgets, &e.name);
             // The amounts may be a whole tenant's: they go to the log, not to the client.
             tracing::info!(budget = %e.name, spent = %e.spent, limit = %e.limit,
                 reserved = %e.reserved, request_max = %amount, "Budget refused a request.");
@@ -386,8 +389,29 @@ impl Spend {
                 budget: b.name.clone(),
                 limit: b.limit,
                 period: b.period,
+                refused: false,
             });
         }
+    }
+
+    /// Remembers that the budget counter `counter` refused a request, for the alerts.
+    fn note_refused(&self, budgets: &[(&BudgetConfig, String)], counter: &str) {
+        let Some(charged) = &self.charged else {
+            return;
+        };
+        let Some((b, _)) = budgets.iter().find(|(_, c)| c == counter) else {
+            return;
+        };
+        let mut charged = charged.lock().unwrap_or_else(|e| e.into_inner());
+        charged.insert(
+            counter.to_owned(),
+            ChargedBudget {
+                budget: b.name.clone(),
+                limit: b.limit,
+                period: b.period,
+                refused: true,
+            },
+        );
     }
 
     /// The budget counters charged since the last call, emptied.

@@ -8,7 +8,7 @@ use pingora::upstreams::peer::HttpPeer;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tollgate_config::ProviderConfig;
+use tollgate_config::{ProviderConfig, UpstreamUrl};
 use tollgate_providers::UpstreamRequest;
 
 /// Why an attempt failed. Messages name the provider's host at most, never a credential.
@@ -169,11 +169,47 @@ async fn exchange(
 }
 
 async fn peer_for(provider: &ProviderConfig) -> Result<HttpPeer, AttemptError> {
-    let url = &provider.base_url;
+    peer_at(&provider.base_url, provider.timeouts.connect).await
+}
+
+/// POSTs a JSON body to `url` + `path_and_query` and returns the status (control-plane calls
+/// such as alert webhooks, on the same connector and TLS as provider calls).
+pub async fn post_json(
+    connector: &Connector,
+    url: &UpstreamUrl,
+    path_and_query: &str,
+    body: bytes::Bytes,
+    timeout: Duration,
+) -> Result<u16, AttemptError> {
+    let peer = peer_at(url, timeout).await?;
+    let req = UpstreamRequest {
+        method: "POST",
+        path: path_and_query.to_owned(),
+        headers: vec![
+            ("host".into(), url.authority()),
+            ("content-type".into(), "application/json".to_owned()),
+            ("content-length".into(), body.len().to_string()),
+            ("user-agent".into(), "tollgate-alerts".to_owned()),
+        ],
+        body,
+    };
+    let (mut session, _) = connector
+        .get_http_session(&peer)
+        .await
+        .map_err(|e| AttemptError::Connect(e.etype().as_str().to_lowercase()))?;
+    let header = pingora::time::timeout(timeout, exchange(&mut session, &req))
+        .await
+        .map_err(|_| AttemptError::Timeout("first byte"))?
+        .map_err(|(e, _)| e)?;
+    // Not pooled: alerts are rare.
+    Ok(header.status.as_u16())
+}
+
+async fn peer_at(url: &UpstreamUrl, connect: Duration) -> Result<HttpPeer, AttemptError> {
     let addr = match url.host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, url.port),
         Err(_) => tokio::time::timeout(
-            provider.timeouts.connect,
+            connect,
             tokio::net::lookup_host((url.host.as_str(), url.port)),
         )
         .await
@@ -183,8 +219,8 @@ async fn peer_for(provider: &ProviderConfig) -> Result<HttpPeer, AttemptError> {
         .ok_or_else(|| AttemptError::Resolve(format!("{}: no address", url.host)))?,
     };
     let mut peer = HttpPeer::new(addr, url.tls, url.host.clone());
-    peer.options.connection_timeout = Some(provider.timeouts.connect);
-    peer.options.total_connection_timeout = Some(provider.timeouts.connect);
+    peer.options.connection_timeout = Some(connect);
+    peer.options.total_connection_timeout = Some(connect);
     peer.options.idle_timeout = Some(Duration::from_secs(60));
     Ok(peer)
 }

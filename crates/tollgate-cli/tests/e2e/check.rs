@@ -60,9 +60,10 @@ fn missing_environment_variables_are_named() {
 #[test]
 fn the_shipped_examples_are_valid() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
-    for name in ["quickstart.toml", "bench.toml", "failover.toml"] {
+    for name in ["quickstart.toml", "bench.toml", "failover.toml", "keys.toml"] {
         let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["check", "--config", &format!("{root}{name}")])
+            .env("TOLLGATE_ADMIN_KEY", "an-admin-key-for-the-check")
             .output()
             .expect("run check");
         assert!(
@@ -198,11 +199,41 @@ fn budget_limit_and_key_mistakes_are_reported_with_their_place() {
         "FILE:8:11: keys[0].expires: expected a date-time with an offset",
         "FILE:11:7: budgets[0].key: unknown key \"nobody\"",
         "FILE:13:10: budgets[0].period: expected `total`, `hourly`, `daily`, `weekly` or `monthly`",
-        "rate_limits[0].per: expected `key`, `tenant`, `user`, `session` or `model`",
+        "rate_limits[0].per: expected `key`, `team`, `tenant`, `user`, `session` or `model`",
         "rate_limits[0]: set `rpm`, `tpm` or both",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
+}
+
+#[test]
+fn admin_key_and_alert_mistakes_are_reported_without_echoing_secrets() {
+    let (ok, _, err) = check(
+        "[server]\nadmin_key = \"hunter2\"\n\n\
+         [models.m]\ntargets = [{ provider = \"p\", model = \"x\" }]\n\
+         [providers.p]\nkind = \"mock\"\n\n\
+         [alerts]\nwebhook_url = \"ftp://hooks.example/T0/secret-token\"\nthresholds = [0.5, -1]\n",
+    );
+    assert!(!ok);
+    for want in [
+        "FILE:2:13: server.admin_key: must be at least 16 characters long",
+        "FILE:10:15: alerts.webhook_url: must start with http:// or https://",
+        "alerts.thresholds: each must be a positive share of the cap",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("hunter2"), "the admin key is not echoed: {err}");
+    assert!(!err.contains("secret-token"), "nor the webhook's path: {err}");
+    let (ok, _, err) = check(
+        "[server]\nadmin_key = \"a-long-enough-admin-key\"\n\n\
+         [models.m]\ntargets = [{ provider = \"p\", model = \"x\" }]\n\
+         [providers.p]\nkind = \"mock\"\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("server.admin_key: has no effect without `server.admin_listen`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -27,12 +27,19 @@ pub struct Gateway {
 /// The key every test config accepts.
 pub const KEY: &str = "sk-test";
 
-/// `[server]`, `[[keys]]` and the given providers/models, as one config.
-pub fn config_with(body: &str, port: u16, admin: u16, dir: &std::path::Path) -> String {
+/// `[server]` (with `server_extra` lines), `[[keys]]` and the given providers/models, as one
+/// config.
+pub fn config_with(
+    server_extra: &str,
+    body: &str,
+    port: u16,
+    admin: u16,
+    dir: &std::path::Path,
+) -> String {
     let hash = tollgate_hash(KEY);
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nthreads = 2\n\
-         grace_period_secs = 1\ngraceful_shutdown_timeout_secs = 3\n\
+         grace_period_secs = 1\ngraceful_shutdown_timeout_secs = 3\n{server_extra}\
          pid_file = \"{d}/tollgate.pid\"\nupgrade_sock = \"{d}/upgrade.sock\"\n\n{body}\n\n\
          [[keys]]\nname = \"test\"\nhash = \"{hash}\"\ntenant = \"t1\"\n",
         d = dir.display()
@@ -72,11 +79,17 @@ impl Gateway {
 
     /// Same, with extra environment variables.
     pub async fn start_with(body: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_full("", body, env).await
+    }
+
+    /// Same, with extra `[server]` lines (each ending in a newline).
+    pub async fn start_full(server_extra: &str, body: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, admin) = (free_port(), free_port());
         let path = dir.path().join("tollgate.toml");
+        let config = config_with(server_extra, body, port, admin, dir.path());
         std::fs::File::create(&path)
-            .and_then(|mut f| f.write_all(config_with(body, port, admin, dir.path()).as_bytes()))
+            .and_then(|mut f| f.write_all(config.as_bytes()))
             .expect("write config");
         let child = spawn_serve(&path, env, false);
         let gw = Gateway {

@@ -31,3 +31,7 @@ mod cost;
 mod budgets;
 // Requests and tokens per minute.
 mod limits;
+// Keys made, rotated and revoked through the admin API and the CLI; spend reports.
+mod keys;
+// Webhook alerts on budgets and spend.
+mod alerts;
