@@ -157,9 +157,6 @@ pub async fn serve(
         Payload::Embeddings(_) => None,
     });
     ctx.session = header("x-tollgate-session");
-    if let Err(e) = spend.admit(ctx) {
-        return send_error(session, ctx, &e).await;
-    }
     // The request's total deadline: the model's, tightened by the client if it asks.
     let asked = session
         .req_header()
@@ -195,7 +192,7 @@ pub async fn serve(
         }
         Payload::Embeddings(_) => state.attempt_order(model, health),
     };
-    if let Err(e) = spend.reserve(ctx, &payload, &targets).await {
+    if let Err(e) = spend.admit(ctx, &payload, &targets).await {
         return send_error(session, ctx, &e).await;
     }
     let plan = Plan {

@@ -4,6 +4,7 @@
 //! `limits.rs`, the ledger in `ledger.rs`.
 
 use crate::context::RequestCtx;
+use crate::limits::RateAsk;
 use crate::live::LiveState;
 use crate::llm::Payload;
 use secrecy::ExposeSecret as _;
@@ -11,7 +12,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{OnceCell, mpsc};
 use tollgate_config::{BudgetConfig, Config, Per, Target};
-use tollgate_state::redis_budgets::{RedisBudgets, SharedAsk, SharedReservation};
+use tollgate_state::redis_budgets::{
+    RedisBudgets, Refusal, SharedAsk, SharedRate, SharedReservation,
+};
 use tollgate_state::store::{LedgerEntry, Location, Store, StoreError};
 use tollgate_state::{BudgetAsk, BudgetExceeded, Budgets, Charge, RateLimits, Reservation};
 use tollgate_types::{ApiError, ErrorKind, Usage, Usd};
@@ -203,23 +206,115 @@ impl Spend {
         Some(connected)
     }
 
-    /// Reserves the request's worst-case cost against every budget that applies to it, or
-    /// refuses it. The worst case prices the whole request body as prompt tokens (a token is
-    /// at least a byte) plus the output cap, at the priciest of its targets.
-    pub async fn reserve(
+    /// Admits the request under every rate limit and budget that applies to it, or refuses
+    /// it (429 or 402): takes from its rate buckets and reserves its worst-case cost, on all
+    /// of them or none. The worst case prices the whole request body as prompt tokens (a token
+    /// is at least a byte) plus the output cap, at the priciest of its targets. With `[shared]
+    /// redis_url` this is one Lua script in Redis: one round trip.
+    pub async fn admit(
         &self,
         ctx: &mut RequestCtx,
         payload: &Payload,
         targets: &[Target],
     ) -> Result<(), ApiError> {
+        let rates = self.rate_asks(ctx)?;
         let state = ctx.state.clone();
         let config = &state.config;
         let key_budget = ctx.key_budget.clone();
         let budgets = applicable(ctx, config, key_budget.as_deref());
-        if budgets.is_empty() {
+        if budgets.is_empty() && rates.is_empty() {
             return Ok(());
         }
         let now = unix_now();
+        let amount = if budgets.is_empty() {
+            Usd::ZERO
+        } else {
+            self.worst_case(ctx, payload, targets)
+        };
+        let refused = |e: BudgetExceeded| {
+            self.note_refused(&budgets, &e.name);
+            // The amounts may be a whole tenant's: they go to the log, not to the client.
+            tracing::info!(budget = %e.name, spent = %e.spent, limit = %e.limit,
+                reserved = %e.reserved, request_max = %amount, "Budget refused a request.");
+            ApiError::new(
+                ErrorKind::BudgetExceeded(config.spend.exceeded_status),
+                format!("budget {:?} cannot cover this request", e.name),
+            )
+            .with_code("budget_exceeded")
+        };
+        if let Some(redis) = self.redis().await {
+            let asks: Vec<SharedAsk<'_>> = budgets
+                .iter()
+                .map(|(b, counter)| SharedAsk {
+                    ask: ask(b, counter, now),
+                    ttl_secs: b.period.max_len_secs().map_or(0, |len| len + 86_400),
+                })
+                .collect();
+            let shared_rates: Vec<SharedRate<'_>> = rates.iter().map(RateAsk::shared).collect();
+            let outcome = match redis {
+                Ok(redis) => redis
+                    .admit(&shared_rates, &asks, amount)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Ok(admitted)) => {
+                    crate::limits::admitted(ctx, &rates, &admitted.standings, true);
+                    if !asks.is_empty() {
+                        let periods = asks
+                            .iter()
+                            .map(|a| (a.ask.name.to_owned(), a.ask.period_start))
+                            .collect();
+                        ctx.reservation = Some(Held::Shared(admitted.reservation, periods));
+                    }
+                    return Ok(());
+                }
+                Ok(Err(Refusal::Budget(e))) => return Err(refused(e)),
+                Ok(Err(Refusal::Rate {
+                    index, retry_after, ..
+                })) => {
+                    return Err(crate::limits::rate_limited(&rates[index], retry_after));
+                }
+                Err(e) if config.spend.local_when_shared_fails => {
+                    tracing::warn!(error = %e, "Shared limits unreachable: counting locally.");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Shared limits unreachable: refusing.");
+                    return Err(ApiError::new(
+                        ErrorKind::Unavailable,
+                        "the budget store is unavailable; try again shortly",
+                    )
+                    .with_code("budget_store_unavailable"));
+                }
+            }
+        }
+        self.take_local(ctx, &rates)?;
+        if budgets.is_empty() {
+            return Ok(());
+        }
+        let asks: Vec<BudgetAsk<'_>> = budgets
+            .iter()
+            .map(|(b, counter)| ask(b, counter, now))
+            .collect();
+        match self.budgets.reserve(&asks, amount) {
+            Ok(held) => {
+                ctx.reservation = Some(Held::Local(held));
+                Ok(())
+            }
+            Err(e) => {
+                // All or nothing, as in Redis: the rate buckets get back what they gave.
+                self.give_back_local(&rates);
+                ctx.token_charges.clear();
+                Err(refused(e))
+            }
+        }
+    }
+
+    /// The most the request can cost; for a stream, also its budget guard.
+    fn worst_case(&self, ctx: &mut RequestCtx, payload: &Payload, targets: &[Target]) -> Usd {
+        let state = ctx.state.clone();
+        let config = &state.config;
         // Without `max_tokens`, the most the targets' models can write, where the catalog
         // knows it (a complete answer cannot be cut short), else `reserve_output_tokens`.
         let per_answer = payload.output_cap().map_or_else(
@@ -244,62 +339,7 @@ impl Spend {
                 status: config.spend.exceeded_status,
             });
         }
-        let refused = |e: BudgetExceeded| {
-            self.note_refused(&budgets, &e.name);
-            // The amounts may be a whole tenant's: they go to the log, not to the client.
-            tracing::info!(budget = %e.name, spent = %e.spent, limit = %e.limit,
-                reserved = %e.reserved, request_max = %amount, "Budget refused a request.");
-            ApiError::new(
-                ErrorKind::BudgetExceeded(config.spend.exceeded_status),
-                format!("budget {:?} cannot cover this request", e.name),
-            )
-            .with_code("budget_exceeded")
-        };
-        if let Some(redis) = self.redis().await {
-            let asks: Vec<SharedAsk<'_>> = budgets
-                .iter()
-                .map(|(b, counter)| SharedAsk {
-                    ask: ask(b, counter, now),
-                    ttl_secs: b.period.max_len_secs().map_or(0, |len| len + 86_400),
-                })
-                .collect();
-            let outcome = match redis {
-                Ok(redis) => redis
-                    .reserve(&asks, amount)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(Ok(held)) => {
-                    let periods = asks
-                        .iter()
-                        .map(|a| (a.ask.name.to_owned(), a.ask.period_start))
-                        .collect();
-                    ctx.reservation = Some(Held::Shared(held, periods));
-                    return Ok(());
-                }
-                Ok(Err(e)) => return Err(refused(e)),
-                Err(e) if config.spend.local_when_shared_fails => {
-                    tracing::warn!(error = %e, "Shared budgets unreachable: counting locally.");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "Shared budgets unreachable: refusing.");
-                    return Err(ApiError::new(
-                        ErrorKind::Unavailable,
-                        "the budget store is unavailable; try again shortly",
-                    )
-                    .with_code("budget_store_unavailable"));
-                }
-            }
-        }
-        let asks: Vec<BudgetAsk<'_>> = budgets
-            .iter()
-            .map(|(b, counter)| ask(b, counter, now))
-            .collect();
-        let held = self.budgets.reserve(&asks, amount).map_err(refused)?;
-        ctx.reservation = Some(Held::Local(held));
-        Ok(())
+        amount
     }
 
     /// The least room left in the budgets that apply to the request (for scripts' `ctx`).
@@ -329,7 +369,6 @@ impl Spend {
     /// Settles the request's rate-limit buckets and reservation with what it used and cost,
     /// and queues its ledger entry.
     pub async fn settle(&self, ctx: &mut RequestCtx) {
-        self.settle_tokens(ctx);
         self.settle_budgets(ctx).await;
         let cost = ctx.cost.unwrap_or(Usd::ZERO);
         let charges = std::mem::take(&mut ctx.charges);
@@ -343,38 +382,43 @@ impl Spend {
         }
     }
 
-    /// Releases the request's reservation and charges its cost, once. Complete answers do
-    /// this before the client gets them, so a client's next request sees the budget settled.
+    /// Releases the request's reservation and charges its cost, and settles its token
+    /// buckets with the tokens it used, once. Complete answers do this before the client gets
+    /// them, so a client's next request sees the budget settled.
     pub async fn settle_budgets(&self, ctx: &mut RequestCtx) {
         let cost = ctx.cost.unwrap_or(Usd::ZERO);
-        ctx.charges = match ctx.reservation.take() {
-            None => return,
+        let shared_tokens = self.settle_tokens(ctx);
+        let held = ctx.reservation.take();
+        if held.is_some() {
+            self.note_charged(ctx);
+        }
+        let (shared, periods) = match held {
+            None if shared_tokens.is_empty() => return,
+            None => (None, Vec::new()),
             Some(Held::Local(r)) => {
-                self.note_charged(ctx);
-                self.budgets.settle(r, cost)
+                ctx.charges = self.budgets.settle(r, cost);
+                return;
             }
-            Some(Held::Shared(r, periods)) => {
-                self.note_charged(ctx);
-                match self.redis().await {
-                    Some(Ok(redis)) => {
-                        if let Err(e) = redis.settle(r, cost).await {
-                            tracing::error!(error = %e, request_id = %ctx.request_id,
-                                "A shared budget reservation was not settled.");
-                        }
-                    }
-                    _ => tracing::error!(request_id = %ctx.request_id,
-                        "A shared budget reservation was not settled: Redis is unreachable."),
-                }
-                periods
-                    .into_iter()
-                    .map(|(name, period_start)| Charge {
-                        name: name.into(),
-                        period_start,
-                        amount: cost,
-                    })
-                    .collect()
-            }
+            Some(Held::Shared(r, periods)) => (Some(r), periods),
         };
+        match self.redis().await {
+            Some(Ok(redis)) => {
+                if let Err(e) = redis.settle(shared, cost, &shared_tokens).await {
+                    tracing::error!(error = %e, request_id = %ctx.request_id,
+                        "A shared reservation or token bucket was not settled.");
+                }
+            }
+            _ => tracing::error!(request_id = %ctx.request_id,
+                "A shared reservation or token bucket was not settled: Redis is unreachable."),
+        }
+        ctx.charges = periods
+            .into_iter()
+            .map(|(name, period_start)| Charge {
+                name: name.into(),
+                period_start,
+                amount: cost,
+            })
+            .collect();
     }
 
     /// Remembers the budget counters a request is charged to, for the alerts to look at.

@@ -8,7 +8,8 @@
 //! - [`Backoff`]: exponential backoff with full jitter, for retries of the same target.
 //! - [`shared`]: circuit transitions shared between gateways through Redis pub/sub.
 //! - [`RateLimits`]: requests and tokens per minute, GCRA buckets per limited entity.
-//! - [`redis_budgets`]: the same budgets shared by several gateways, counted in Redis.
+//! - [`redis_budgets`]: the same budgets and rate limits shared by several gateways, counted
+//!   in Redis and admitted together in one script.
 //! - [`Budgets`]: spend caps, reserved before a call and settled after it, exact under
 //!   concurrency; [`store`] keeps spend and the ledger in SQLite, so both survive a restart.
 //!
@@ -27,5 +28,5 @@ pub mod store;
 pub use backoff::{Backoff, BackoffConfig};
 pub use breaker::{Admission, Breaker, BreakerConfig, CircuitState, Transition};
 pub use budget::{RetryBudget, RetryBudgetConfig};
-pub use ratelimit::{Limited, Rate, RateLimits, Standing};
+pub use ratelimit::{Limited, Rate, RateLimits, Standing, standing};
 pub use spend::{BudgetAsk, BudgetExceeded, BudgetSnapshot, Budgets, Charge, Reservation};

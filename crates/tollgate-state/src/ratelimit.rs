@@ -18,11 +18,13 @@ pub struct Rate {
 }
 
 impl Rate {
-    fn interval(self) -> Duration {
+    /// Time one unit moves the bucket on.
+    pub fn interval(self) -> Duration {
         Duration::from_secs(60) / u32::try_from(self.per_minute.max(1)).unwrap_or(u32::MAX)
     }
 
-    fn burst(self) -> Duration {
+    /// How far ahead of now the bucket may run: a minute, so all of it is usable at once.
+    pub fn burst(self) -> Duration {
         Duration::from_secs(60)
     }
 }
@@ -103,7 +105,8 @@ fn scaled(interval: Duration, n: u64) -> Duration {
     interval.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-fn standing(rate: Rate, ahead: Duration) -> Standing {
+/// Where a bucket of `rate` stands when its TAT is `ahead` of now.
+pub fn standing(rate: Rate, ahead: Duration) -> Standing {
     let free = rate.burst().saturating_sub(ahead);
     let interval = rate.interval().as_nanos().max(1);
     Standing {

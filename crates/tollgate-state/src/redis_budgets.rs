@@ -1,12 +1,18 @@
-//! Budgets shared by several gateways: the same reserve-then-settle as [`crate::Budgets`],
-//! with the counters in Redis.
+//! Budgets and rate limits shared by several gateways: the same reserve-then-settle as
+//! [`crate::Budgets`] and the same GCRA as [`crate::RateLimits`], with the counters in Redis.
 //!
 //! A budget's period is one hash, `{prefix}:budget:{name}:{period_start}`, with `s` (spent)
-//! and `r` (reserved) in picodollars. Reserving runs one Lua script over every budget that
-//! applies, so the check and the increment are one atomic step across all gateways: one
-//! round trip on the request path. Settling is one `MULTI` of `HINCRBY`s after the answer.
-//! Periods other than `total` expire a day after they end.
+//! and `r` (reserved) in picodollars. A rate-limit bucket is one string,
+//! `{prefix}:rate:{bucket}`: its theoretical arrival time in microseconds of Redis's clock
+//! (so gateways' clocks need not agree), expiring when the bucket is full again.
+//!
+//! Admission runs one Lua script over every rate bucket and budget that applies: all are
+//! checked, then all are taken, or none — one atomic step across all gateways and one round
+//! trip on the request path. Settling (budgets, and token buckets with the reported tokens)
+//! is one pipeline after the answer. Budget periods other than `total` expire a day after
+//! they end.
 
+use crate::ratelimit::{Rate, Standing, standing};
 use crate::spend::{BudgetAsk, BudgetExceeded};
 use redis::aio::ConnectionManager;
 use std::time::Duration;
@@ -17,24 +23,117 @@ use tollgate_types::Usd;
 #[error("budget counters in Redis: {0}")]
 pub struct RedisBudgetError(#[from] redis::RedisError);
 
-/// Checks every budget, then reserves on all of them or none. Amounts are compared as Lua
-/// numbers (doubles): exact up to about $9,000 per counter, and within picodollars above.
-const RESERVE: &str = r"
-local amount = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  local spent = tonumber(redis.call('HGET', key, 's') or '0')
-  local held = tonumber(redis.call('HGET', key, 'r') or '0')
-  if spent + held + amount > tonumber(ARGV[2 * i]) then
-    return {i, tostring(spent), tostring(held)}
+/// Checks every rate bucket and budget, then takes from all of them or none.
+///
+/// KEYS: the R rate buckets, then the budgets' counters. ARGV: R, the amount to reserve, then
+/// per bucket its interval (µs per unit) and units, then per budget its limit and TTL.
+/// Returns `{0, ahead_1, ..}` (each bucket's TAT ahead of now, µs), `{-i, retry_after, ahead}`
+/// when bucket i is full, or `{b, spent, reserved}` when budget b has no room. Amounts are
+/// compared as Lua numbers (doubles): exact up to about $9,000 per counter, within
+/// picodollars above; times are exact (µs stay far below 2^53).
+const ADMIT: &str = r"
+local r = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local burst = 60000000
+local tats, aheads = {}, {}
+for i = 1, r do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + tonumber(ARGV[1 + 2 * i]) * tonumber(ARGV[2 + 2 * i])
+  if new_tat - now > burst then
+    return {-i, string.format('%.0f', new_tat - now - burst), string.format('%.0f', tat - now)}
+  end
+  tats[i] = new_tat
+  aheads[i] = string.format('%.0f', new_tat - now)
+end
+local base = 2 + 2 * r
+for j = r + 1, #KEYS do
+  local b = j - r
+  local spent = tonumber(redis.call('HGET', KEYS[j], 's') or '0')
+  local held = tonumber(redis.call('HGET', KEYS[j], 'r') or '0')
+  if spent + held + amount > tonumber(ARGV[base + 2 * b - 1]) then
+    return {b, string.format('%.0f', spent), string.format('%.0f', held)}
   end
 end
-for i, key in ipairs(KEYS) do
-  redis.call('HINCRBY', key, 'r', ARGV[1])
-  local ttl = tonumber(ARGV[2 * i + 1])
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+for i = 1, r do
+  local ms = math.floor((tats[i] - now) / 1000) + 1
+  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', ms)
 end
-return {0}
+for j = r + 1, #KEYS do
+  local b = j - r
+  redis.call('HINCRBY', KEYS[j], 'r', ARGV[2])
+  local ttl = tonumber(ARGV[base + 2 * b])
+  if ttl > 0 then redis.call('EXPIRE', KEYS[j], ttl) end
+end
+return {0, unpack(aheads)}
 ";
+
+/// Moves rate buckets by signed units after the call: KEYS the buckets, ARGV per bucket its
+/// interval (µs) and units (a debt when positive, a refund when negative).
+const ADJUST: &str = r"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  tat = tat + tonumber(ARGV[2 * i - 1]) * tonumber(ARGV[2 * i])
+  if tat > now then
+    redis.call('SET', key, string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+  else
+    redis.call('DEL', key)
+  end
+end
+return 0
+";
+
+/// A rate-limit bucket to take from.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedRate<'a> {
+    /// The bucket's name.
+    pub bucket: &'a str,
+    /// Its rate.
+    pub rate: Rate,
+    /// Units to take (1 request, or the estimated tokens).
+    pub units: u64,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The rate bucket at this index (of those asked) is full.
+    Rate {
+        /// Which bucket.
+        index: usize,
+        /// When the request would be admitted.
+        retry_after: Duration,
+        /// The bucket's standing.
+        standing: Standing,
+    },
+    /// A budget has no room.
+    Budget(BudgetExceeded),
+}
+
+/// An admitted request: what it holds, and where its rate buckets stand.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Held against the budgets until settled.
+    pub reservation: SharedReservation,
+    /// Each bucket's standing, in the order asked.
+    pub standings: Vec<Standing>,
+}
+
+/// A bucket to move after the call, by signed units.
+#[derive(Debug, Clone)]
+pub struct RateAdjustment {
+    /// The bucket's name.
+    pub bucket: String,
+    /// Its rate.
+    pub rate: Rate,
+    /// Units: a debt when positive, a refund when negative.
+    pub delta: i64,
+}
 
 /// A budget to reserve against, with when its period's counter may be dropped.
 #[derive(Debug, Clone)]
@@ -58,7 +157,7 @@ pub struct SharedReservation {
 pub struct RedisBudgets {
     conn: ConnectionManager,
     prefix: String,
-    reserve: redis::Script,
+    admit: redis::Script,
 }
 
 impl std::fmt::Debug for RedisBudgets {
@@ -67,6 +166,10 @@ impl std::fmt::Debug for RedisBudgets {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Redis integers are signed 64-bit.
@@ -93,7 +196,7 @@ impl RedisBudgets {
         Ok(RedisBudgets {
             conn,
             prefix: prefix.to_owned(),
-            reserve: redis::Script::new(RESERVE),
+            admit: redis::Script::new(ADMIT),
         })
     }
 
@@ -101,59 +204,108 @@ impl RedisBudgets {
         format!("{}:budget:{name}:{period_start}", self.prefix)
     }
 
-    /// Reserves `amount` against every budget in `asks`, or none of them; `Ok(Err(_))` names
-    /// the first budget without room.
-    pub async fn reserve(
+    fn rate_key(&self, bucket: &str) -> String {
+        format!("{}:rate:{bucket}", self.prefix)
+    }
+
+    /// Takes `units` from every rate bucket in `rates` and reserves `amount` against every
+    /// budget in `asks`, or does nothing and says which refused.
+    pub async fn admit(
         &self,
+        rates: &[SharedRate<'_>],
         asks: &[SharedAsk<'_>],
         amount: Usd,
-    ) -> Result<Result<SharedReservation, BudgetExceeded>, RedisBudgetError> {
+    ) -> Result<Result<Admitted, Refusal>, RedisBudgetError> {
         let keys: Vec<String> = asks
             .iter()
             .map(|a| self.key(a.ask.name, a.ask.period_start))
             .collect();
-        let mut invocation = self.reserve.prepare_invoke();
+        let mut invocation = self.admit.prepare_invoke();
+        for r in rates {
+            invocation.key(self.rate_key(r.bucket));
+        }
         for k in &keys {
             invocation.key(k);
         }
-        invocation.arg(int(amount));
+        invocation.arg(rates.len()).arg(int(amount));
+        for r in rates {
+            invocation.arg(micros(r.rate.interval())).arg(r.units);
+        }
         for a in asks {
             invocation.arg(int(a.ask.limit)).arg(a.ttl_secs);
         }
         let reply: Vec<redis::Value> = invocation.invoke_async(&mut self.conn.clone()).await?;
-        let index = match reply.first() {
-            Some(redis::Value::Int(i)) => usize::try_from(*i).unwrap_or(0),
-            _ => 0,
-        };
-        if index == 0 {
-            return Ok(Ok(SharedReservation { keys, amount }));
-        }
         let text = |i: usize| match reply.get(i) {
             Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::Int(n)) => n.to_string(),
             _ => String::new(),
         };
-        let ask = &asks[index.min(asks.len()) - 1].ask;
-        Ok(Err(BudgetExceeded {
+        let index = match reply.first() {
+            Some(redis::Value::Int(i)) => *i,
+            _ => 0,
+        };
+        let span = |i: usize| Duration::from_micros(text(i).parse().unwrap_or(0));
+        if index == 0 {
+            let standings = rates
+                .iter()
+                .enumerate()
+                .map(|(i, r)| standing(r.rate, span(i + 1)))
+                .collect();
+            return Ok(Ok(Admitted {
+                reservation: SharedReservation { keys, amount },
+                standings,
+            }));
+        }
+        if index < 0 {
+            let i = usize::try_from(-index).unwrap_or(1).min(rates.len().max(1)) - 1;
+            let rate = rates.get(i).map_or(Rate { per_minute: 1 }, |r| r.rate);
+            return Ok(Err(Refusal::Rate {
+                index: i,
+                retry_after: span(1),
+                standing: standing(rate, span(2)),
+            }));
+        }
+        let b = usize::try_from(index).unwrap_or(1).min(asks.len().max(1)) - 1;
+        let ask = &asks[b].ask;
+        Ok(Err(Refusal::Budget(BudgetExceeded {
             name: ask.name.to_owned(),
             limit: ask.limit,
             spent: usd(&text(1)),
             reserved: usd(&text(2)),
-        }))
+        })))
     }
 
-    /// Releases `reservation` and adds `actual` to each budget it held.
+    /// Releases `reservation` (if any) and adds `actual` to each budget it held, and moves
+    /// token buckets by what the provider reported against the estimate: one round trip.
     pub async fn settle(
         &self,
-        reservation: SharedReservation,
+        reservation: Option<SharedReservation>,
         actual: Usd,
+        adjustments: &[RateAdjustment],
     ) -> Result<(), RedisBudgetError> {
         let mut pipe = redis::pipe();
-        pipe.atomic();
-        for k in &reservation.keys {
-            pipe.hincr(k, "r", -int(reservation.amount))
-                .ignore()
-                .hincr(k, "s", int(actual))
-                .ignore();
+        if let Some(r) = &reservation {
+            for k in &r.keys {
+                pipe.hincr(k, "r", -int(r.amount))
+                    .ignore()
+                    .hincr(k, "s", int(actual))
+                    .ignore();
+            }
+        }
+        let moved: Vec<&RateAdjustment> = adjustments.iter().filter(|a| a.delta != 0).collect();
+        if !moved.is_empty() {
+            // EVAL, not EVALSHA: off the request path, and never missing after a Redis restart.
+            pipe.cmd("EVAL").arg(ADJUST).arg(moved.len());
+            for a in &moved {
+                pipe.arg(self.rate_key(&a.bucket));
+            }
+            for a in &moved {
+                pipe.arg(micros(a.rate.interval())).arg(a.delta);
+            }
+            pipe.ignore();
+        }
+        if reservation.is_none() && moved.is_empty() {
+            return Ok(());
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())

@@ -161,11 +161,18 @@ async fn shared_counters_hold_across_gateways() {
                     ask: ask("shared", 1.0, 0),
                     ttl_secs: 600,
                 }];
-                let Ok(held) = budgets.reserve(&asks, dollars(0.03)).await.expect("redis") else {
+                let Ok(admitted) = budgets
+                    .admit(&[], &asks, dollars(0.03))
+                    .await
+                    .expect("redis")
+                else {
                     continue;
                 };
                 let actual = Usd::from_picos(dollars(0.01).picos() + (g as u64 * 13 + i) % 999_983);
-                budgets.settle(held, actual).await.expect("settle");
+                budgets
+                    .settle(Some(admitted.reservation), actual, &[])
+                    .await
+                    .expect("settle");
                 settled = settled.saturating_add(actual);
             }
             settled
@@ -184,8 +191,9 @@ async fn shared_counters_hold_across_gateways() {
         "it ran out: {spent}"
     );
     // A refusal names the budget and what it holds.
-    let full = gateways[1]
-        .reserve(
+    let refused = gateways[1]
+        .admit(
+            &[],
             &[SharedAsk {
                 ask: ask("shared", 1.0, 0),
                 ttl_secs: 600,
@@ -195,7 +203,115 @@ async fn shared_counters_hold_across_gateways() {
         .await
         .expect("redis")
         .expect_err("no room");
+    let tollgate_state::redis_budgets::Refusal::Budget(full) = refused else {
+        panic!("a budget refused, not {refused:?}");
+    };
     assert_eq!((full.name.as_str(), full.spent), ("shared", spent));
+}
+
+/// Rate limits in Redis hold across gateways, and are taken together with budgets or not at
+/// all; token buckets are settled with the reported tokens.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Redis: tests/run.sh runs it when TOLLGATE_TEST_REDIS_URL is set"]
+async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
+    use tollgate_state::Rate;
+    use tollgate_state::redis_budgets::{
+        RateAdjustment, RedisBudgets, Refusal, SharedAsk, SharedRate,
+    };
+    let url = std::env::var("TOLLGATE_TEST_REDIS_URL")
+        .expect("TOLLGATE_TEST_REDIS_URL (redis://127.0.0.1:6379)");
+    let prefix = format!("tollgate-test-rl-{}", std::process::id());
+    let gateways = [
+        RedisBudgets::connect(&url, &prefix).await.expect("redis"),
+        RedisBudgets::connect(&url, &prefix).await.expect("redis"),
+    ];
+    let rpm = SharedRate {
+        bucket: "rpm|r|k",
+        rate: Rate { per_minute: 10 },
+        units: 1,
+    };
+    for i in 0..10 {
+        let admitted = gateways[i % 2]
+            .admit(&[rpm], &[], Usd::ZERO)
+            .await
+            .expect("redis")
+            .expect("within the limit");
+        assert_eq!(admitted.standings[0].remaining, 9 - i as u64);
+    }
+    let refused = gateways[0]
+        .admit(&[rpm], &[], Usd::ZERO)
+        .await
+        .expect("redis");
+    let Err(Refusal::Rate {
+        index,
+        retry_after,
+        standing,
+    }) = refused
+    else {
+        panic!("expected a rate refusal, got {refused:?}");
+    };
+    assert_eq!((index, standing.remaining), (0, 0));
+    assert!(
+        retry_after > std::time::Duration::from_secs(4)
+            && retry_after <= std::time::Duration::from_secs(6),
+        "{retry_after:?}"
+    );
+
+    // A budget without room: the token bucket is not touched either.
+    let tpm = SharedRate {
+        bucket: "tpm|r|k",
+        rate: Rate { per_minute: 1000 },
+        units: 400,
+    };
+    let tiny = [SharedAsk {
+        ask: ask("rl-tiny", 0.01, 0),
+        ttl_secs: 600,
+    }];
+    let refused = gateways[1]
+        .admit(&[tpm], &tiny, dollars(0.02))
+        .await
+        .expect("redis");
+    assert!(matches!(refused, Err(Refusal::Budget(_))), "{refused:?}");
+    let admitted = gateways[1]
+        .admit(&[tpm], &tiny, dollars(0.005))
+        .await
+        .expect("redis")
+        .expect("room in both");
+    assert_eq!(
+        admitted.standings[0].remaining, 600,
+        "only this request's 400 were taken"
+    );
+    // The provider reported 500 more tokens than estimated: a debt, shared by every gateway.
+    gateways[1]
+        .settle(
+            Some(admitted.reservation),
+            dollars(0.004),
+            &[RateAdjustment {
+                bucket: "tpm|r|k".into(),
+                rate: Rate { per_minute: 1000 },
+                delta: 500,
+            }],
+        )
+        .await
+        .expect("settle");
+    let small = SharedRate { units: 100, ..tpm };
+    let after = gateways[0]
+        .admit(&[small], &[], Usd::ZERO)
+        .await
+        .expect("redis")
+        .expect("100 of the last 100");
+    assert_eq!(after.standings[0].remaining, 0);
+    assert!(
+        gateways[0]
+            .admit(&[small], &[], Usd::ZERO)
+            .await
+            .expect("redis")
+            .is_err()
+    );
+    assert_eq!(
+        gateways[0].usage("rl-tiny", 0).await.expect("usage"),
+        (dollars(0.004), Usd::ZERO)
+    );
 }
 
 /// The same store in PostgreSQL: ledger rows and budget spend add up exactly.

@@ -60,7 +60,12 @@ fn missing_environment_variables_are_named() {
 #[test]
 fn the_shipped_examples_are_valid() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
-    for name in ["quickstart.toml", "bench.toml", "failover.toml", "keys.toml"] {
+    for name in [
+        "quickstart.toml",
+        "bench.toml",
+        "failover.toml",
+        "keys.toml",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["check", "--config", &format!("{root}{name}")])
             .env("TOLLGATE_ADMIN_KEY", "an-admin-key-for-the-check")
@@ -222,8 +227,14 @@ fn admin_key_and_alert_mistakes_are_reported_without_echoing_secrets() {
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
-    assert!(!err.contains("hunter2"), "the admin key is not echoed: {err}");
-    assert!(!err.contains("secret-token"), "nor the webhook's path: {err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the admin key is not echoed: {err}"
+    );
+    assert!(
+        !err.contains("secret-token"),
+        "nor the webhook's path: {err}"
+    );
     let (ok, _, err) = check(
         "[server]\nadmin_key = \"a-long-enough-admin-key\"\n\n\
          [models.m]\ntargets = [{ provider = \"p\", model = \"x\" }]\n\

@@ -116,3 +116,73 @@ async fn a_request_larger_than_the_token_limit_is_refused_for_good() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "request_too_large_for_rate_limit");
 }
+
+/// Two gateways sharing Redis share one bucket: 6 requests a minute in all, not per gateway,
+/// with the tokens the provider reported settled into the shared token bucket.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Redis: tests/run.sh runs it when TOLLGATE_TEST_REDIS_URL is set"]
+async fn gateways_sharing_redis_share_one_bucket() {
+    let url = std::env::var("TOLLGATE_TEST_REDIS_URL").expect("TOLLGATE_TEST_REDIS_URL");
+    let m = mock().await;
+    let prefix = format!(
+        "tollgate-test-limits-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos()
+    );
+    let body = format!(
+        "[shared]\nredis_url = \"{url}\"\nprefix = \"{prefix}\"\n\n{}",
+        limited(
+            &m,
+            "[[rate_limits]]\nper = \"key\"\nrpm = 6\ntpm = 100000\n"
+        )
+    );
+    let a = Gateway::start(&body).await;
+    let b = Gateway::start(&body).await;
+    let mut statuses = Vec::new();
+    let mut remaining = Vec::new();
+    let mut tokens_left = Vec::new();
+    for i in 0..8 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let resp = gw.chat("m", "hi").await;
+        statuses.push(resp.status().as_u16());
+        remaining.push(header(&resp, "x-ratelimit-remaining-requests"));
+        tokens_left.push(header(&resp, "x-ratelimit-remaining-tokens"));
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
+    let counted: Vec<String> = remaining[..6]
+        .iter()
+        .map(|r| r.clone().expect("header"))
+        .collect();
+    assert_eq!(
+        counted,
+        ["5", "4", "3", "2", "1", "0"],
+        "one count across both gateways"
+    );
+    // Complete answers settle before they are sent: the sixth request's bucket holds what
+    // the provider reported for the first five, and its own estimate (a quarter of its
+    // body's bytes).
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/chat/completions", m.base_url()))
+        .json(&json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("mock")
+        .json()
+        .await
+        .expect("json");
+    let reported = v["usage"]["total_tokens"].as_u64().expect("tokens");
+    let left: u64 = tokens_left[5]
+        .as_deref()
+        .expect("header")
+        .parse()
+        .expect("number");
+    let settled = 100_000 - 5 * reported;
+    assert!(
+        left < settled && left + 64 >= settled,
+        "left {left}, each answer {reported} tokens"
+    );
+}
