@@ -192,7 +192,7 @@ pub async fn serve(
         }
         Payload::Embeddings(_) => state.attempt_order(model, health),
     };
-    if let Err(e) = spend.admit(ctx, &payload, &targets).await {
+    if let Err(e) = spend.admit(ctx, &payload, &targets, deadline).await {
         return send_error(session, ctx, &e).await;
     }
     let plan = Plan {

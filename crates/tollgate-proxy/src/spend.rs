@@ -216,6 +216,7 @@ impl Spend {
         ctx: &mut RequestCtx,
         payload: &Payload,
         targets: &[Target],
+        deadline: tokio::time::Instant,
     ) -> Result<(), ApiError> {
         let rates = self.rate_asks(ctx)?;
         let state = ctx.state.clone();
@@ -253,7 +254,7 @@ impl Spend {
             let shared_rates: Vec<SharedRate<'_>> = rates.iter().map(RateAsk::shared).collect();
             let outcome = match redis {
                 Ok(redis) => redis
-                    .admit(&shared_rates, &asks, amount)
+                    .admit(&shared_rates, &asks, amount, hold_for(deadline))
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
@@ -560,6 +561,13 @@ pub async fn over_budget(ctx: &mut RequestCtx) -> Option<ApiError> {
         )
         .with_code("budget_exceeded")
     })
+}
+
+/// How long a shared reservation is held before other gateways may take it back: past the
+/// request's deadline, with a margin for settling.
+fn hold_for(deadline: tokio::time::Instant) -> std::time::Duration {
+    deadline.saturating_duration_since(tokio::time::Instant::now())
+        + std::time::Duration::from_secs(60)
 }
 
 /// The longest answer any of `targets` can give, from the catalog; `fallback` for a target

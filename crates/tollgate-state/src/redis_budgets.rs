@@ -11,6 +11,12 @@
 //! trip on the request path. Settling (budgets, and token buckets with the reported tokens)
 //! is one pipeline after the answer. Budget periods other than `total` expire a day after
 //! they end.
+//!
+//! Each reservation is also recorded as a hold (`…:holds`, a sorted set by expiry, and
+//! `…:held`, its amount) that expires with the request's deadline: a gateway that dies
+//! between reserving and settling cannot keep budget reserved for ever, as the next admission
+//! to that budget takes expired holds back. A settlement that comes after its hold expired
+//! still adds what was spent.
 
 use crate::ratelimit::{Rate, Standing, standing};
 use crate::spend::{BudgetAsk, BudgetExceeded};
@@ -25,8 +31,9 @@ pub struct RedisBudgetError(#[from] redis::RedisError);
 
 /// Checks every rate bucket and budget, then takes from all of them or none.
 ///
-/// KEYS: the R rate buckets, then the budgets' counters. ARGV: R, the amount to reserve, then
-/// per bucket its interval (µs per unit) and units, then per budget its limit and TTL.
+/// KEYS: the R rate buckets, then per budget its counter, holds and held amounts. ARGV: R,
+/// the amount to reserve, the hold's id and lifetime (µs), then per bucket its interval (µs
+/// per unit) and units, then per budget its limit and TTL.
 /// Returns `{0, ahead_1, ..}` (each bucket's TAT ahead of now, µs), `{-i, retry_after, ahead}`
 /// when bucket i is full, or `{b, spent, reserved}` when budget b has no room. Amounts are
 /// compared as Lua numbers (doubles): exact up to about $9,000 per counter, within
@@ -34,40 +41,73 @@ pub struct RedisBudgetError(#[from] redis::RedisError);
 const ADMIT: &str = r"
 local r = tonumber(ARGV[1])
 local amount = tonumber(ARGV[2])
+local hold_id = ARGV[3]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local expires = now + tonumber(ARGV[4])
 local burst = 60000000
 local tats, aheads = {}, {}
 for i = 1, r do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat < now then tat = now end
-  local new_tat = tat + tonumber(ARGV[1 + 2 * i]) * tonumber(ARGV[2 + 2 * i])
+  local new_tat = tat + tonumber(ARGV[3 + 2 * i]) * tonumber(ARGV[4 + 2 * i])
   if new_tat - now > burst then
     return {-i, string.format('%.0f', new_tat - now - burst), string.format('%.0f', tat - now)}
   end
   tats[i] = new_tat
   aheads[i] = string.format('%.0f', new_tat - now)
 end
-local base = 2 + 2 * r
-for j = r + 1, #KEYS do
-  local b = j - r
-  local spent = tonumber(redis.call('HGET', KEYS[j], 's') or '0')
-  local held = tonumber(redis.call('HGET', KEYS[j], 'r') or '0')
-  if spent + held + amount > tonumber(ARGV[base + 2 * b - 1]) then
-    return {b, string.format('%.0f', spent), string.format('%.0f', held)}
+local base = 4 + 2 * r
+local budgets = (#KEYS - r) / 3
+for b = 1, budgets do
+  local key, holds, held = KEYS[r + 3 * b - 2], KEYS[r + 3 * b - 1], KEYS[r + 3 * b]
+  -- Take back holds whose requests ended without settling (their gateway died).
+  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now, 'LIMIT', 0, 500)
+  if #stale > 0 then
+    local total = 0
+    for _, a in ipairs(redis.call('HMGET', held, unpack(stale))) do
+      total = total + (tonumber(a) or 0)
+    end
+    if total > 0 then redis.call('HINCRBY', key, 'r', string.format('%.0f', -total)) end
+    redis.call('HDEL', held, unpack(stale))
+    redis.call('ZREM', holds, unpack(stale))
+  end
+  local spent = tonumber(redis.call('HGET', key, 's') or '0')
+  local reserved = tonumber(redis.call('HGET', key, 'r') or '0')
+  if spent + reserved + amount > tonumber(ARGV[base + 2 * b - 1]) then
+    return {b, string.format('%.0f', spent), string.format('%.0f', reserved)}
   end
 end
 for i = 1, r do
   local ms = math.floor((tats[i] - now) / 1000) + 1
   redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', ms)
 end
-for j = r + 1, #KEYS do
-  local b = j - r
-  redis.call('HINCRBY', KEYS[j], 'r', ARGV[2])
+for b = 1, budgets do
+  local key, holds, held = KEYS[r + 3 * b - 2], KEYS[r + 3 * b - 1], KEYS[r + 3 * b]
+  redis.call('HINCRBY', key, 'r', ARGV[2])
+  redis.call('ZADD', holds, expires, hold_id)
+  redis.call('HSET', held, hold_id, ARGV[2])
   local ttl = tonumber(ARGV[base + 2 * b])
-  if ttl > 0 then redis.call('EXPIRE', KEYS[j], ttl) end
+  if ttl > 0 then
+    redis.call('EXPIRE', key, ttl)
+    redis.call('EXPIRE', holds, ttl)
+    redis.call('EXPIRE', held, ttl)
+  end
 end
 return {0, unpack(aheads)}
+";
+
+/// Settles one reservation: KEYS three per budget (counter, holds, held), ARGV the hold's id,
+/// minus the amount reserved, and the amount spent. A hold already taken back is not released twice.
+const SETTLE: &str = r"
+for j = 1, #KEYS, 3 do
+  if redis.call('ZREM', KEYS[j + 1], ARGV[1]) == 1 then
+    redis.call('HDEL', KEYS[j + 2], ARGV[1])
+    redis.call('HINCRBY', KEYS[j], 'r', ARGV[2])
+  end
+  redis.call('HINCRBY', KEYS[j], 's', ARGV[3])
+end
+return 0
 ";
 
 /// Moves rate buckets by signed units after the call: KEYS the buckets, ARGV per bucket its
@@ -148,7 +188,10 @@ pub struct SharedAsk<'a> {
 #[derive(Debug)]
 #[must_use = "a reservation holds budget until it is settled"]
 pub struct SharedReservation {
+    /// The budgets' counters.
     keys: Vec<String>,
+    /// The hold's id.
+    id: String,
     amount: Usd,
 }
 
@@ -204,17 +247,28 @@ impl RedisBudgets {
         format!("{}:budget:{name}:{period_start}", self.prefix)
     }
 
+    /// A budget counter's keys: the counter, its holds by expiry, and the held amounts.
+    fn hold_keys(counter: &str) -> [String; 3] {
+        [
+            counter.to_owned(),
+            format!("{counter}:holds"),
+            format!("{counter}:held"),
+        ]
+    }
+
     fn rate_key(&self, bucket: &str) -> String {
         format!("{}:rate:{bucket}", self.prefix)
     }
 
     /// Takes `units` from every rate bucket in `rates` and reserves `amount` against every
-    /// budget in `asks`, or does nothing and says which refused.
+    /// budget in `asks` for at most `hold_for` (the request's deadline), or does nothing and
+    /// says which refused.
     pub async fn admit(
         &self,
         rates: &[SharedRate<'_>],
         asks: &[SharedAsk<'_>],
         amount: Usd,
+        hold_for: Duration,
     ) -> Result<Result<Admitted, Refusal>, RedisBudgetError> {
         let keys: Vec<String> = asks
             .iter()
@@ -225,9 +279,16 @@ impl RedisBudgets {
             invocation.key(self.rate_key(r.bucket));
         }
         for k in &keys {
-            invocation.key(k);
+            for part in Self::hold_keys(k) {
+                invocation.key(part);
+            }
         }
-        invocation.arg(rates.len()).arg(int(amount));
+        let id = format!("{:032x}", rand::random::<u128>());
+        invocation
+            .arg(rates.len())
+            .arg(int(amount))
+            .arg(&id)
+            .arg(micros(hold_for));
         for r in rates {
             invocation.arg(micros(r.rate.interval())).arg(r.units);
         }
@@ -252,7 +313,7 @@ impl RedisBudgets {
                 .map(|(i, r)| standing(r.rate, span(i + 1)))
                 .collect();
             return Ok(Ok(Admitted {
-                reservation: SharedReservation { keys, amount },
+                reservation: SharedReservation { keys, id, amount },
                 standings,
             }));
         }
@@ -284,17 +345,21 @@ impl RedisBudgets {
         adjustments: &[RateAdjustment],
     ) -> Result<(), RedisBudgetError> {
         let mut pipe = redis::pipe();
-        if let Some(r) = &reservation {
+        if let Some(r) = reservation.as_ref().filter(|r| !r.keys.is_empty()) {
+            // EVAL, not EVALSHA: off the request path, and never missing after a Redis restart.
+            pipe.cmd("EVAL").arg(SETTLE).arg(r.keys.len() * 3);
             for k in &r.keys {
-                pipe.hincr(k, "r", -int(r.amount))
-                    .ignore()
-                    .hincr(k, "s", int(actual))
-                    .ignore();
+                for part in Self::hold_keys(k) {
+                    pipe.arg(part);
+                }
             }
+            pipe.arg(&r.id)
+                .arg(-int(r.amount))
+                .arg(int(actual))
+                .ignore();
         }
         let moved: Vec<&RateAdjustment> = adjustments.iter().filter(|a| a.delta != 0).collect();
         if !moved.is_empty() {
-            // EVAL, not EVALSHA: off the request path, and never missing after a Redis restart.
             pipe.cmd("EVAL").arg(ADJUST).arg(moved.len());
             for a in &moved {
                 pipe.arg(self.rate_key(&a.bucket));
@@ -304,7 +369,7 @@ impl RedisBudgets {
             }
             pipe.ignore();
         }
-        if reservation.is_none() && moved.is_empty() {
+        if reservation.is_none_or(|r| r.keys.is_empty()) && moved.is_empty() {
             return Ok(());
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;

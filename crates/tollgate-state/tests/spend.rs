@@ -138,6 +138,9 @@ async fn spend_and_ledger_survive_a_restart_and_add_up() {
     assert_eq!(store.ledger_total("k", 0).await.expect("sum"), spent);
 }
 
+/// How long test reservations are held before they are taken back.
+const HOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Two gateways' connections to one Redis, 32 callers each, against one $1.00 budget.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs Redis: tests/run.sh runs it when TOLLGATE_TEST_REDIS_URL is set"]
@@ -162,7 +165,7 @@ async fn shared_counters_hold_across_gateways() {
                     ttl_secs: 600,
                 }];
                 let Ok(admitted) = budgets
-                    .admit(&[], &asks, dollars(0.03))
+                    .admit(&[], &asks, dollars(0.03), HOLD)
                     .await
                     .expect("redis")
                 else {
@@ -199,6 +202,7 @@ async fn shared_counters_hold_across_gateways() {
                 ttl_secs: 600,
             }],
             dollars(0.5),
+            HOLD,
         )
         .await
         .expect("redis")
@@ -232,14 +236,14 @@ async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
     };
     for i in 0..10 {
         let admitted = gateways[i % 2]
-            .admit(&[rpm], &[], Usd::ZERO)
+            .admit(&[rpm], &[], Usd::ZERO, HOLD)
             .await
             .expect("redis")
             .expect("within the limit");
         assert_eq!(admitted.standings[0].remaining, 9 - i as u64);
     }
     let refused = gateways[0]
-        .admit(&[rpm], &[], Usd::ZERO)
+        .admit(&[rpm], &[], Usd::ZERO, HOLD)
         .await
         .expect("redis");
     let Err(Refusal::Rate {
@@ -268,12 +272,12 @@ async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
         ttl_secs: 600,
     }];
     let refused = gateways[1]
-        .admit(&[tpm], &tiny, dollars(0.02))
+        .admit(&[tpm], &tiny, dollars(0.02), HOLD)
         .await
         .expect("redis");
     assert!(matches!(refused, Err(Refusal::Budget(_))), "{refused:?}");
     let admitted = gateways[1]
-        .admit(&[tpm], &tiny, dollars(0.005))
+        .admit(&[tpm], &tiny, dollars(0.005), HOLD)
         .await
         .expect("redis")
         .expect("room in both");
@@ -296,14 +300,14 @@ async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
         .expect("settle");
     let small = SharedRate { units: 100, ..tpm };
     let after = gateways[0]
-        .admit(&[small], &[], Usd::ZERO)
+        .admit(&[small], &[], Usd::ZERO, HOLD)
         .await
         .expect("redis")
         .expect("100 of the last 100");
     assert_eq!(after.standings[0].remaining, 0);
     assert!(
         gateways[0]
-            .admit(&[small], &[], Usd::ZERO)
+            .admit(&[small], &[], Usd::ZERO, HOLD)
             .await
             .expect("redis")
             .is_err()
@@ -311,6 +315,65 @@ async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
     assert_eq!(
         gateways[0].usage("rl-tiny", 0).await.expect("usage"),
         (dollars(0.004), Usd::ZERO)
+    );
+}
+
+/// A reservation whose gateway died before settling is taken back once its request's
+/// deadline has passed; a settlement that arrives after that still adds what was spent, and
+/// releases nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Redis: tests/run.sh runs it when TOLLGATE_TEST_REDIS_URL is set"]
+async fn reservations_of_a_dead_gateway_expire_with_their_deadline() {
+    use std::time::Duration;
+    use tollgate_state::redis_budgets::{RedisBudgets, SharedAsk};
+    let url = std::env::var("TOLLGATE_TEST_REDIS_URL")
+        .expect("TOLLGATE_TEST_REDIS_URL (redis://127.0.0.1:6379)");
+    let prefix = format!("tollgate-test-holds-{}", std::process::id());
+    let redis = RedisBudgets::connect(&url, &prefix).await.expect("redis");
+    let asks = [SharedAsk {
+        ask: ask("held", 1.0, 0),
+        ttl_secs: 600,
+    }];
+    let short = Duration::from_millis(100);
+    let crashed = redis
+        .admit(&[], &asks, dollars(0.7), short)
+        .await
+        .expect("redis")
+        .expect("room");
+    assert!(
+        redis
+            .admit(&[], &asks, dollars(0.5), HOLD)
+            .await
+            .expect("redis")
+            .is_err(),
+        "0.7 is held"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let next = redis
+        .admit(&[], &asks, dollars(0.5), HOLD)
+        .await
+        .expect("redis")
+        .expect("the dead request's hold was taken back");
+    assert_eq!(
+        redis.usage("held", 0).await.expect("usage"),
+        (Usd::ZERO, dollars(0.5))
+    );
+    // The "dead" request settles after all: its spend counts, its hold is not released twice.
+    redis
+        .settle(Some(crashed.reservation), dollars(0.2), &[])
+        .await
+        .expect("settle");
+    assert_eq!(
+        redis.usage("held", 0).await.expect("usage"),
+        (dollars(0.2), dollars(0.5))
+    );
+    redis
+        .settle(Some(next.reservation), dollars(0.1), &[])
+        .await
+        .expect("settle");
+    assert_eq!(
+        redis.usage("held", 0).await.expect("usage"),
+        (dollars(0.3), Usd::ZERO)
     );
 }
 
