@@ -30,9 +30,9 @@ pub use spend::{
     Webhook, parse_timestamp,
 };
 pub use types::{
-    Config, KeyHash, Limits, MockSettings, ModelConfig, OnPolicyError, PolicyConfig, PriceConfig,
-    ProviderConfig, ServerConfig, SharedSettings, Target, Timeouts, UpstreamUrl, VirtualKey,
-    hash_key,
+    Config, KeyHash, Limits, LongContextConfig, MockSettings, ModelConfig, OnPolicyError,
+    PolicyConfig, PriceConfig, ProviderConfig, ServerConfig, SharedSettings, Target, Timeouts,
+    UpstreamUrl, VirtualKey, hash_key,
 };
 pub use validate::parse_key_hash;
 

@@ -237,6 +237,25 @@ pub struct RawPrice {
     pub cached_input_per_1m: Option<f64>,
     /// USD per million prompt tokens written to the provider's cache (default: the input price).
     pub cache_write_per_1m: Option<f64>,
+    /// Higher prices for every token of a request whose prompt is longer than
+    /// `above_input_tokens` (Gemini's and Claude's long-context tiers).
+    pub long_context: Option<RawLongContext>,
+}
+
+/// `[prices."provider/model".long_context]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLongContext {
+    /// Prompts longer than this many tokens pay this tier.
+    pub above_input_tokens: u64,
+    /// USD per million input tokens.
+    pub input_per_1m: f64,
+    /// USD per million output tokens.
+    pub output_per_1m: f64,
+    /// USD per million cached prompt tokens (default: this tier's input price).
+    pub cached_input_per_1m: Option<f64>,
+    /// USD per million prompt tokens written to the cache (default: this tier's input price).
+    pub cache_write_per_1m: Option<f64>,
 }
 
 /// A date-time written as TOML's own type or as a string (which `${VAR}` can fill).

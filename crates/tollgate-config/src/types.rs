@@ -87,17 +87,44 @@ pub struct PriceConfig {
     pub cached_input_per_1m: Option<f64>,
     /// Prompt tokens written to the provider's cache; `None` is the input price.
     pub cache_write_per_1m: Option<f64>,
+    /// The long-context tier, if the model has one.
+    pub long_context: Option<LongContextConfig>,
+}
+
+/// A long-context tier in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LongContextConfig {
+    /// Prompts longer than this many tokens pay this tier on every token.
+    pub above_input_tokens: u64,
+    /// Input tokens.
+    pub input_per_1m: f64,
+    /// Output tokens.
+    pub output_per_1m: f64,
+    /// Cached prompt tokens; `None` is this tier's input price.
+    pub cached_input_per_1m: Option<f64>,
+    /// Prompt tokens written to the cache; `None` is this tier's input price.
+    pub cache_write_per_1m: Option<f64>,
 }
 
 impl PriceConfig {
     /// The per-token price used for cost accounting.
     pub fn price(&self) -> tollgate_types::Price {
-        tollgate_types::Price::per_million(
+        let base = tollgate_types::Price::per_million(
             self.input_per_1m,
             self.output_per_1m,
             self.cached_input_per_1m,
             self.cache_write_per_1m,
-        )
+        );
+        match self.long_context {
+            None => base,
+            Some(t) => base.with_long_context(tollgate_types::LongContextPrice::per_million(
+                t.above_input_tokens,
+                t.input_per_1m,
+                t.output_per_1m,
+                t.cached_input_per_1m,
+                t.cache_write_per_1m,
+            )),
+        }
     }
 }
 

@@ -370,12 +370,18 @@ fn check_prices(
                 "a price key is a target id: `provider/model`",
             );
         }
-        let optional = [p.cached_input_per_1m, p.cache_write_per_1m];
-        let valid = |v: f64| v.is_finite() && v >= 0.0;
-        if !(valid(p.input_per_1m)
-            && valid(p.output_per_1m)
-            && optional.iter().flatten().all(|v| valid(*v)))
-        {
+        let lc = p.long_context.as_ref();
+        let amounts = [
+            Some(p.input_per_1m),
+            Some(p.output_per_1m),
+            p.cached_input_per_1m,
+            p.cache_write_per_1m,
+            lc.map(|t| t.input_per_1m),
+            lc.map(|t| t.output_per_1m),
+            lc.and_then(|t| t.cached_input_per_1m),
+            lc.and_then(|t| t.cache_write_per_1m),
+        ];
+        if !amounts.iter().flatten().all(|v| v.is_finite() && *v >= 0.0) {
             ck.error(&path.key(id), "prices must be non-negative numbers");
         }
         prices.insert(
@@ -385,6 +391,13 @@ fn check_prices(
                 output_per_1m: p.output_per_1m,
                 cached_input_per_1m: p.cached_input_per_1m,
                 cache_write_per_1m: p.cache_write_per_1m,
+                long_context: lc.map(|t| crate::types::LongContextConfig {
+                    above_input_tokens: t.above_input_tokens,
+                    input_per_1m: t.input_per_1m,
+                    output_per_1m: t.output_per_1m,
+                    cached_input_per_1m: t.cached_input_per_1m,
+                    cache_write_per_1m: t.cache_write_per_1m,
+                }),
             },
         );
     }

@@ -16,5 +16,5 @@ mod usage;
 
 pub use chat::{ChatRequest, EmbeddingsRequest, Message, StreamOptions};
 pub use error::{ApiError, ClientApi, ErrorKind};
-pub use price::{Price, Usd};
+pub use price::{LongContextPrice, Price, Usd};
 pub use usage::Usage;

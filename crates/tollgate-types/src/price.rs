@@ -83,6 +83,45 @@ pub struct Price {
     pub cached_input: Usd,
     /// A prompt token written to the provider's cache.
     pub cache_write: Usd,
+    /// Higher prices for the whole request when its prompt is long (Gemini's and Claude's
+    /// long-context tiers, GPT's above 272k).
+    pub long_context: Option<LongContextPrice>,
+}
+
+/// A long-context tier: a request whose prompt is over `above_input_tokens` pays these
+/// prices for every token, not only for those past the threshold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LongContextPrice {
+    /// Prompts longer than this many tokens (cached ones included) are priced here.
+    pub above_input_tokens: u64,
+    /// A fresh prompt token.
+    pub input: Usd,
+    /// A generated token.
+    pub output: Usd,
+    /// A prompt token read from the cache.
+    pub cached_input: Usd,
+    /// A prompt token written to the cache.
+    pub cache_write: Usd,
+}
+
+impl LongContextPrice {
+    /// A tier from USD per million tokens; cache prices left out are the tier's input price.
+    pub fn per_million(
+        above_input_tokens: u64,
+        input: f64,
+        output: f64,
+        cached_input: Option<f64>,
+        cache_write: Option<f64>,
+    ) -> LongContextPrice {
+        let base = Price::per_million(input, output, cached_input, cache_write);
+        LongContextPrice {
+            above_input_tokens,
+            input: base.input,
+            output: base.output,
+            cached_input: base.cached_input,
+            cache_write: base.cache_write,
+        }
+    }
 }
 
 impl Price {
@@ -101,21 +140,35 @@ impl Price {
             output: per_token(output),
             cached_input: per_token(cached_input.unwrap_or(input)),
             cache_write: per_token(cache_write.unwrap_or(input)),
+            long_context: None,
         }
+    }
+
+    /// This price with a long-context tier.
+    #[must_use]
+    pub fn with_long_context(mut self, tier: LongContextPrice) -> Price {
+        self.long_context = Some(tier);
+        self
     }
 
     /// The cost of `usage`. Cache reads and writes are subsets of the input tokens (see
     /// [`Usage`]), so each prompt token is priced exactly once.
     pub fn cost(&self, usage: &Usage) -> Usd {
+        let (input, output, cached_input, cache_write) = match self.long_context {
+            Some(t) if usage.input_tokens > t.above_input_tokens => {
+                (t.input, t.output, t.cached_input, t.cache_write)
+            }
+            _ => (self.input, self.output, self.cached_input, self.cache_write),
+        };
         let fresh = usage
             .input_tokens
             .saturating_sub(usage.cached_input_tokens)
             .saturating_sub(usage.cache_write_tokens);
-        self.input
+        input
             .times(fresh)
-            .saturating_add(self.cached_input.times(usage.cached_input_tokens))
-            .saturating_add(self.cache_write.times(usage.cache_write_tokens))
-            .saturating_add(self.output.times(usage.output_tokens))
+            .saturating_add(cached_input.times(usage.cached_input_tokens))
+            .saturating_add(cache_write.times(usage.cache_write_tokens))
+            .saturating_add(output.times(usage.output_tokens))
     }
 }
 
@@ -181,6 +234,26 @@ mod tests {
         // 2000 fresh × 0.3e-6 + 1000 × 0.075e-6 + (200 + 300) × 2.5e-6
         // = 0.0006 + 0.000075 + 0.00125
         assert_eq!(price.cost(&usage).to_string(), "0.001925");
+    }
+
+    #[test]
+    fn a_long_prompt_pays_the_long_context_tier_on_every_token() {
+        // Gemini 2.5 Pro: $1.25 / $10 per 1M up to 200k prompt tokens, $2.50 / $15 above,
+        // cached $0.125 / $0.25.
+        let price = Price::per_million(1.25, 10.0, Some(0.125), None).with_long_context(
+            LongContextPrice::per_million(200_000, 2.5, 15.0, Some(0.25), None),
+        );
+        let usage = |input_tokens, cached_input_tokens| Usage {
+            input_tokens,
+            cached_input_tokens,
+            output_tokens: 1000,
+            ..Usage::default()
+        };
+        // 200,000 × 1.25e-6 + 1000 × 10e-6 = 0.25 + 0.01: at the threshold, the base tier.
+        assert_eq!(price.cost(&usage(200_000, 0)).to_string(), "0.26");
+        // 150,000 fresh × 2.5e-6 + 100,000 cached × 0.25e-6 + 1000 × 15e-6
+        // = 0.375 + 0.025 + 0.015
+        assert_eq!(price.cost(&usage(250_000, 100_000)).to_string(), "0.415");
     }
 
     #[test]

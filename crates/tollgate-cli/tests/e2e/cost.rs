@@ -122,3 +122,36 @@ async fn a_stream_is_priced_even_when_the_client_did_not_ask_for_usage() {
     let two = cost_of_one.saturating_add(cost_of_one).dollars();
     assert!((spend_reaches(&gw, two).await - two).abs() < 1e-12);
 }
+
+/// A prompt over a configured long-context threshold is priced at that tier, on every token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_prompt_is_priced_at_the_long_context_tier() {
+    let m = mock().await;
+    let gw = Gateway::start(&format!(
+        "{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"mock\" }}]\n\
+         [prices.\"a/mock\"]\ninput_per_1m = 1.0\noutput_per_1m = 2.0\n\
+         [prices.\"a/mock\".long_context]\nabove_input_tokens = 20\ninput_per_1m = 3.0\noutput_per_1m = 5.0\n",
+        mock_provider("a", &m.base_url(), "")
+    ))
+    .await;
+    let tier = Price::per_million(1.0, 2.0, None, None).with_long_context(
+        tollgate_types::LongContextPrice::per_million(20, 3.0, 5.0, None, None),
+    );
+    for (words, long) in [(3, false), (60, true)] {
+        let prompt = vec!["token"; words].join(" ");
+        let resp = gw.chat("m", &prompt).await;
+        assert_eq!(resp.status(), 200);
+        let header: f64 = resp.headers()["x-tollgate-cost-usd"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("number");
+        let body: Value = resp.json().await.expect("json");
+        let usage = Usage::from_openai(&body["usage"]).expect("usage");
+        assert_eq!(usage.input_tokens > 20, long, "{usage:?}");
+        let want = tier.cost(&usage);
+        assert_eq!(Usd::from_dollars(header), want, "{words} words");
+        let base = Price::per_million(1.0, 2.0, None, None).cost(&usage);
+        assert_eq!(want > base, long);
+    }
+}
