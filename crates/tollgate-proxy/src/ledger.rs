@@ -120,9 +120,36 @@ impl BackgroundService for LedgerService {
     }
 }
 
+/// Attempts per batch; the queue fills meanwhile (and drops, counted, once full).
+const WRITE_ATTEMPTS: u32 = 4;
+
+/// Writes `batch`, retrying a failed write (a busy SQLite file, a PostgreSQL failover) with
+/// backoff before giving it up. The batch carries the budgets' spend as well as the ledger,
+/// so what is lost here is also missing from the counters restored at the next start.
 async fn write(store: &Store, batch: &mut Vec<LedgerEntry>) {
-    if let Err(e) = store.write(batch).await {
-        tracing::error!(error = %e, entries = batch.len(), "Ledger batch not written.");
+    if batch.is_empty() {
+        return;
     }
-    batch.clear();
+    let mut delay = std::time::Duration::from_millis(250);
+    for attempt in 1..=WRITE_ATTEMPTS {
+        match store.write(batch).await {
+            Ok(()) => {
+                batch.clear();
+                return;
+            }
+            Err(e) if attempt < WRITE_ATTEMPTS => {
+                tracing::warn!(error = %e, entries = batch.len(), attempt,
+                    "Ledger batch not written; retrying.");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = batch.len(),
+                    "Ledger batch dropped after retries.");
+            }
+        }
+    }
+    for _ in batch.drain(..) {
+        crate::metrics::record_ledger_dropped();
+    }
 }
