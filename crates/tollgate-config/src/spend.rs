@@ -185,7 +185,10 @@ impl Selector {
         path: &ConfigPath,
         ck: &mut Checker<'_>,
     ) -> Selector {
+        // With an admin key, keys are also made at run time: a name the config lacks may be
+        // one of those.
         if let Some(k) = key
+            && raw.server.admin_key.is_none()
             && !raw.keys.iter().any(|rk| &rk.name == k)
         {
             ck.error(&path.key("key"), format!("unknown key {k:?}"));
@@ -363,6 +366,19 @@ fn unique_name(
     ck: &mut Checker<'_>,
 ) -> String {
     let name = explicit.cloned().unwrap_or_else(default);
+    // `|` joins a budget's name to the entity it is counted for, and `@key:` names a key's
+    // own budget: a name with either could share a counter with another budget.
+    if name.contains('|') || name.starts_with('@') {
+        let hint = if explicit.is_some() {
+            ""
+        } else {
+            " (it is made from the selectors: give it a `name`)"
+        };
+        ck.error(
+            path,
+            format!("the name {name:?} must not contain `|` or start with `@`{hint}"),
+        );
+    }
     if !names.insert(name.clone()) {
         ck.error(
             path,

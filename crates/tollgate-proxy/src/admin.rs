@@ -141,23 +141,34 @@ impl AdminApp {
             spend: &self.spend,
             config: &live.config,
         };
-        let query = session.req_header().uri.query().unwrap_or("").to_owned();
+        if path == "/admin/spend" {
+            return match *method {
+                Method::GET => {
+                    let query = session.req_header().uri.query().unwrap_or("").to_owned();
+                    api.spend_report(&query).await
+                }
+                _ => error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "use GET",
+                ),
+            };
+        }
         let rest = path.strip_prefix("/admin/keys").unwrap_or("");
         let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-        match (method, path, parts.as_slice()) {
-            (&Method::GET, "/admin/spend", _) => api.spend_report(&query).await,
-            (&Method::GET, _, []) => api.list().await,
-            (&Method::POST, _, []) => match read_json(session).await {
+        match (method, parts.as_slice()) {
+            (&Method::GET, []) => api.list().await,
+            (&Method::POST, []) => match read_json(session).await {
                 Ok(body) => api.create(&body).await,
                 Err(a) => a,
             },
-            (&Method::GET, _, [name]) => api.get(name).await,
-            (&Method::PATCH | &Method::PUT, _, [name]) => match read_json(session).await {
+            (&Method::GET, [name]) => api.get(name).await,
+            (&Method::PATCH | &Method::PUT, [name]) => match read_json(session).await {
                 Ok(body) => api.update(name, &body).await,
                 Err(a) => a,
             },
-            (&Method::POST, _, [name, "revoke"]) => api.revoke(name).await,
-            (&Method::POST, _, [name, "rotate"]) => api.rotate(name).await,
+            (&Method::POST, [name, "revoke"]) => api.revoke(name).await,
+            (&Method::POST, [name, "rotate"]) => api.rotate(name).await,
             _ => error(StatusCode::NOT_FOUND, "not_found", "not found"),
         }
     }

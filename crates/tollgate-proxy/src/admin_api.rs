@@ -357,6 +357,30 @@ fn configured(name: &str) -> Answer {
     )
 }
 
+/// `value` with `%XX` escapes decoded (and `+` kept: in a date-time it is an offset's sign).
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A time in a query: Unix seconds, or an RFC 3339 date-time.
 fn query_time(v: &str) -> Option<i64> {
     v.parse::<i64>().ok().or_else(|| parse_timestamp(v))
@@ -393,7 +417,7 @@ fn report_query(query: &str) -> Result<ReportQuery, String> {
                 });
             }
             "from" | "to" => {
-                let at = query_time(&value.replace("%3A", ":").replace("%2B", "+"))
+                let at = query_time(&percent_decoded(value))
                     .ok_or_else(|| format!("`{name}`: expected Unix seconds or a date-time"))?;
                 if name == "from" {
                     q.from_ms = at.saturating_mul(1000);
@@ -438,7 +462,7 @@ mod tests {
 
     #[test]
     fn report_queries_parse_and_refuse_unknowns() {
-        let q = report_query("by=team&bucket=hour&from=1000&to=2026-11-30T00%3A00%3A00Z")
+        let q = report_query("by=team&bucket=hour&from=1000&to=2026-11-30T01%3a00%3A00%2B01:00")
             .expect("valid");
         assert_eq!(q.by, Some(GroupBy::Team));
         assert_eq!(q.bucket, Some(Bucket::Hour));

@@ -12,7 +12,7 @@
 //! A webhook that keeps failing loses that alert (logged): alerts never hold up requests.
 
 use crate::live::LiveState;
-use crate::spend::{Spend, unix_now};
+use crate::spend::{ChargedBudget, Spend, unix_now};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
@@ -109,6 +109,68 @@ struct Run {
     last_anomaly_check: Option<Instant>,
 }
 
+/// Alerts remembered in memory at most; beyond, the store alone dedups.
+const SENT_MEMORY: usize = 10_000;
+
+/// An alert to claim and send: ids in rising importance, each with the body to send when it
+/// is the most important one not yet claimed.
+struct Pending {
+    ids: Vec<(String, Value)>,
+    /// The budget counter to look at again when the store could not be asked.
+    retry: Option<(String, ChargedBudget)>,
+}
+
+fn budget_alert(
+    counter: &str,
+    b: &ChargedBudget,
+    spent: Usd,
+    period_start: i64,
+    thresholds: &[f64],
+) -> Option<Pending> {
+    let mut ids: Vec<(String, Value)> = crossed(thresholds, share(spent, b.limit))
+        .into_iter()
+        .map(|t| {
+            let percent = (t * 100.0).round();
+            let body = json!({
+                "text": format!(
+                    "Tollgate: budget `{counter}` has spent {spent} USD, {percent}% or more of its {} USD {} cap.",
+                    b.limit, b.period.name()
+                ),
+                "kind": "budget_threshold",
+                "threshold": t,
+                "exhausted": false,
+            });
+            (format!("budget|{counter}|{period_start}|{t}"), body)
+        })
+        .collect();
+    // A budget that refused a request is full, though reservations keep its spend under
+    // the cap.
+    if b.refused {
+        let body = json!({
+            "text": format!(
+                "Tollgate: budget `{counter}` is exhausted: it refused a request, with {spent} USD of its {} USD {} cap spent.",
+                b.limit, b.period.name()
+            ),
+            "kind": "budget_exhausted",
+            "threshold": 1.0,
+            "exhausted": true,
+        });
+        ids.push((format!("budget|{counter}|{period_start}|exhausted"), body));
+    }
+    for (_, body) in &mut ids {
+        body["budget"] = b.budget.clone().into();
+        body["counter"] = counter.into();
+        body["spent_usd"] = spent.to_string().into();
+        body["limit_usd"] = b.limit.to_string().into();
+        body["period"] = b.period.name().into();
+        body["period_start"] = period_start.into();
+    }
+    (!ids.is_empty()).then(|| Pending {
+        ids,
+        retry: Some((counter.to_owned(), b.clone())),
+    })
+}
+
 impl AlertService {
     async fn tick(&self, run: &mut Run) {
         let charged = self.spend.take_charged();
@@ -122,54 +184,25 @@ impl AlertService {
                 Ok(s) => run.store = Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "Alerts: the store cannot be opened.");
+                    self.spend.requeue_charged(charged);
                     return;
                 }
             }
         }
-        let mut alerts: Vec<(Vec<String>, Value)> = Vec::new();
+        if run.sent.len() > SENT_MEMORY {
+            run.sent.clear();
+        }
+        let mut alerts: Vec<Pending> = Vec::new();
         let now = unix_now();
         for (counter, b) in charged {
             let period_start = b.period.start(now);
             let spent = self.spend.spent(&counter, period_start).await;
-            // A budget that refused a request is full, though reservations keep its spend
-            // under the cap.
-            let mut used = share(spent, b.limit);
-            if b.refused {
-                used = used.max(1.0);
-            }
-            let reached = crossed(&settings.thresholds, used);
-            let Some(highest) = reached.last().copied() else {
-                continue;
-            };
-            let ids = reached
-                .iter()
-                .map(|t| format!("budget|{counter}|{period_start}|{t}"))
-                .collect();
-            let percent = (highest * 100.0).round();
-            alerts.push((
-                ids,
-                json!({
-                    "text": if b.refused {
-                        format!(
-                            "Tollgate: budget `{counter}` is exhausted: it refused a request, with {spent} USD of its {} USD {} cap spent.",
-                            b.limit, b.period.name()
-                        )
-                    } else {
-                        format!(
-                            "Tollgate: budget `{counter}` has spent {spent} USD, {percent}% or more of its {} USD {} cap.",
-                            b.limit, b.period.name()
-                        )
-                    },
-                    "exhausted": b.refused,
-                    "kind": "budget_threshold",
-                    "budget": b.budget,
-                    "counter": counter,
-                    "threshold": highest,
-                    "spent_usd": spent.to_string(),
-                    "limit_usd": b.limit.to_string(),
-                    "period": b.period.name(),
-                    "period_start": period_start,
-                }),
+            alerts.extend(budget_alert(
+                &counter,
+                &b,
+                spent,
+                period_start,
+                &settings.thresholds,
             ));
         }
         let due = run
@@ -179,12 +212,12 @@ impl AlertService {
             run.last_anomaly_check = Some(Instant::now());
             self.anomalies(run, now, &mut alerts).await;
         }
-        for (ids, body) in alerts {
-            self.deliver(run, &webhook, ids, body).await;
+        for alert in alerts {
+            self.deliver(run, &webhook, alert).await;
         }
     }
 
-    async fn anomalies(&self, run: &Run, now: i64, alerts: &mut Vec<(Vec<String>, Value)>) {
+    async fn anomalies(&self, run: &Run, now: i64, alerts: &mut Vec<Pending>) {
         let Some(store) = &run.store else { return };
         let settings = &self.live.load().config.alerts;
         let hour_start_ms = (now - now.rem_euclid(3_600)) * 1000;
@@ -207,9 +240,8 @@ impl AlertService {
                 if current < settings.anomaly_min || current.dollars() <= threshold {
                     continue;
                 }
-                alerts.push((
-                    vec![format!("anomaly|{name}|{group}|{hour_start_ms}")],
-                    json!({
+                alerts.push(Pending {
+                    ids: vec![(format!("anomaly|{name}|{group}|{hour_start_ms}"), json!({
                         "text": format!(
                             "Tollgate: {name} `{group}` has spent {current} USD this hour, against a mean of {mean} USD an hour over the day before."
                         ),
@@ -220,23 +252,18 @@ impl AlertService {
                         "spent_usd": current.to_string(),
                         "trailing_mean_usd": mean.to_string(),
                         "factor": settings.anomaly_factor,
-                    }),
-                ));
+                    }))],
+                    retry: None,
+                });
             }
         }
     }
 
-    /// Claims the alert's ids, and sends it when one of them is new.
-    async fn deliver(
-        &self,
-        run: &mut Run,
-        webhook: &tollgate_config::Webhook,
-        ids: Vec<String>,
-        body: Value,
-    ) {
+    /// Claims the alert's ids, and sends the body of the most important one that was new.
+    async fn deliver(&self, run: &mut Run, webhook: &tollgate_config::Webhook, alert: Pending) {
         let Some(store) = &run.store else { return };
-        let mut fresh = false;
-        for id in ids {
+        let mut fresh: Option<Value> = None;
+        for (id, body) in alert.ids {
             if run.sent.contains(&id) {
                 continue;
             }
@@ -244,17 +271,21 @@ impl AlertService {
                 .claim_alert(&id, unix_now().saturating_mul(1000))
                 .await
             {
-                Ok(claimed) => fresh |= claimed,
+                Ok(true) => fresh = Some(body),
+                Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "Alerts: the store failed; the alert waits.");
+                    tracing::warn!(error = %e, "Alerts: the store failed; the budget is looked at again next time.");
+                    if let Some(retry) = alert.retry {
+                        self.spend.requeue_charged(std::iter::once(retry).collect());
+                    }
                     return;
                 }
             }
             run.sent.insert(id);
         }
-        if !fresh {
+        let Some(body) = fresh else {
             return;
-        }
+        };
         let bytes = bytes::Bytes::from(body.to_string());
         let kind = body["kind"].as_str().unwrap_or("");
         let mut delay = Duration::from_secs(1);
@@ -318,6 +349,27 @@ impl BackgroundService for AlertService {
 mod tests {
     use super::*;
     use tollgate_state::store::reports::SpendRow;
+
+    #[test]
+    fn a_refusing_budget_is_exhausted_whatever_the_thresholds() {
+        let b = ChargedBudget {
+            budget: "cap".to_owned(),
+            limit: Usd::from_dollars(10.0),
+            period: tollgate_config::Period::Daily,
+            refused: true,
+        };
+        let pending =
+            budget_alert("cap", &b, Usd::from_dollars(6.0), 0, &[0.5, 0.8]).expect("alerts");
+        let ids: Vec<&str> = pending.ids.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["budget|cap|0|0.5", "budget|cap|0|exhausted"]);
+        assert_eq!(pending.ids[1].1["kind"], "budget_exhausted");
+        assert_eq!(pending.ids[0].1["spent_usd"], "6");
+        let quiet = ChargedBudget {
+            refused: false,
+            ..b
+        };
+        assert!(budget_alert("cap", &quiet, Usd::from_dollars(4.0), 0, &[0.5]).is_none());
+    }
 
     #[test]
     fn thresholds_crossed_are_all_those_reached() {

@@ -92,6 +92,9 @@ fn changed_pinned(old: &ServerConfig, new: &ServerConfig) -> Option<&'static str
         Some("server.threads")
     } else if old.pid_file != new.pid_file || old.upgrade_sock != new.upgrade_sock {
         Some("server.pid_file/upgrade_sock")
+    } else if old.admin_key != new.admin_key {
+        // The admin listener and the keys' store are set up at start.
+        Some("server.admin_key")
     } else {
         None
     }

@@ -153,9 +153,13 @@ impl Spend {
             }),
             ..Spend::default()
         };
+        // A store that already holds keys made through the admin API is opened even when the
+        // admin key has since been removed: those keys must keep gating requests.
         let needs_store = !config.budgets.is_empty()
             || config.server.admin_key.is_some()
-            || config.alerts.webhook.is_some();
+            || config.alerts.webhook.is_some()
+            || config.shared.database_url.is_some()
+            || config.spend.data_dir.join("spend.db").exists();
         if !needs_store {
             return Ok((spend, None));
         }
@@ -275,7 +279,11 @@ impl Spend {
                 Ok(Err(Refusal::Rate {
                     index, retry_after, ..
                 })) => {
-                    return Err(crate::limits::rate_limited(&rates[index], retry_after));
+                    // The script names one of the buckets it was given.
+                    return Err(rates.get(index).map_or_else(
+                        || ApiError::new(ErrorKind::RateLimited, "rate limit reached"),
+                        |full| crate::limits::rate_limited(full, retry_after),
+                    ));
                 }
                 Err(e) if config.spend.local_when_shared_fails => {
                     tracing::warn!(error = %e, "Shared limits unreachable: counting locally.");
@@ -466,6 +474,21 @@ impl Spend {
         })
     }
 
+    /// Puts counters back for the alerts' next look (the store could not be asked).
+    pub(crate) fn requeue_charged(
+        &self,
+        counters: std::collections::HashMap<String, ChargedBudget>,
+    ) {
+        let Some(charged) = &self.charged else {
+            return;
+        };
+        let mut charged = charged.lock().unwrap_or_else(|e| e.into_inner());
+        for (counter, b) in counters {
+            let entry = charged.entry(counter).or_insert_with(|| b.clone());
+            entry.refused |= b.refused;
+        }
+    }
+
     /// What a budget counter spent in the period that contains `now`.
     pub(crate) async fn spent(&self, counter: &str, period_start: i64) -> Usd {
         self.usage(counter, period_start).await.0
@@ -563,11 +586,13 @@ pub async fn over_budget(ctx: &mut RequestCtx) -> Option<ApiError> {
     })
 }
 
-/// How long a shared reservation is held before other gateways may take it back: past the
-/// request's deadline, with a margin for settling.
+/// How long a shared reservation is held before other gateways may take it back: an hour
+/// past the request's deadline. The deadline bounds the wait for an answer, not how long a
+/// stream runs once it flows, so the margin is wide: it only matters for a gateway that died
+/// without settling.
 fn hold_for(deadline: tokio::time::Instant) -> std::time::Duration {
     deadline.saturating_duration_since(tokio::time::Instant::now())
-        + std::time::Duration::from_secs(60)
+        + std::time::Duration::from_secs(3600)
 }
 
 /// The longest answer any of `targets` can give, from the catalog; `fallback` for a target

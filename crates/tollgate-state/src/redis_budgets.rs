@@ -32,8 +32,9 @@ pub struct RedisBudgetError(#[from] redis::RedisError);
 /// Checks every rate bucket and budget, then takes from all of them or none.
 ///
 /// KEYS: the R rate buckets, then per budget its counter, holds and held amounts. ARGV: R,
-/// the amount to reserve, the hold's id and lifetime (µs), then per bucket its interval (µs
-/// per unit) and units, then per budget its limit and TTL.
+/// the amount to reserve, the hold's id and lifetime (µs), then per bucket its rate (units
+/// per minute) and units, then per budget its limit and TTL. TATs are kept with fractions of
+/// a microsecond, so fast rates (a tpm in the millions) lose nothing to rounding.
 /// Returns `{0, ahead_1, ..}` (each bucket's TAT ahead of now, µs), `{-i, retry_after, ahead}`
 /// when bucket i is full, or `{b, spent, reserved}` when budget b has no room. Amounts are
 /// compared as Lua numbers (doubles): exact up to about $9,000 per counter, within
@@ -50,7 +51,7 @@ local tats, aheads = {}, {}
 for i = 1, r do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat < now then tat = now end
-  local new_tat = tat + tonumber(ARGV[3 + 2 * i]) * tonumber(ARGV[4 + 2 * i])
+  local new_tat = tat + tonumber(ARGV[4 + 2 * i]) * burst / tonumber(ARGV[3 + 2 * i])
   if new_tat - now > burst then
     return {-i, string.format('%.0f', new_tat - now - burst), string.format('%.0f', tat - now)}
   end
@@ -80,7 +81,7 @@ for b = 1, budgets do
 end
 for i = 1, r do
   local ms = math.floor((tats[i] - now) / 1000) + 1
-  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', ms)
+  redis.call('SET', KEYS[i], string.format('%.17g', tats[i]), 'PX', ms)
 end
 for b = 1, budgets do
   local key, holds, held = KEYS[r + 3 * b - 2], KEYS[r + 3 * b - 1], KEYS[r + 3 * b]
@@ -111,16 +112,16 @@ return 0
 ";
 
 /// Moves rate buckets by signed units after the call: KEYS the buckets, ARGV per bucket its
-/// interval (µs) and units (a debt when positive, a refund when negative).
+/// rate (units per minute) and units (a debt when positive, a refund when negative).
 const ADJUST: &str = r"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 for i, key in ipairs(KEYS) do
   local tat = tonumber(redis.call('GET', key) or '0')
   if tat < now then tat = now end
-  tat = tat + tonumber(ARGV[2 * i - 1]) * tonumber(ARGV[2 * i])
+  tat = tat + tonumber(ARGV[2 * i]) * 60000000 / tonumber(ARGV[2 * i - 1])
   if tat > now then
-    redis.call('SET', key, string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+    redis.call('SET', key, string.format('%.17g', tat), 'PX', math.floor((tat - now) / 1000) + 1)
   else
     redis.call('DEL', key)
   end
@@ -290,7 +291,7 @@ impl RedisBudgets {
             .arg(&id)
             .arg(micros(hold_for));
         for r in rates {
-            invocation.arg(micros(r.rate.interval())).arg(r.units);
+            invocation.arg(r.rate.per_minute.max(1)).arg(r.units);
         }
         for a in asks {
             invocation.arg(int(a.ask.limit)).arg(a.ttl_secs);
@@ -365,7 +366,7 @@ impl RedisBudgets {
                 pipe.arg(self.rate_key(&a.bucket));
             }
             for a in &moved {
-                pipe.arg(micros(a.rate.interval())).arg(a.delta);
+                pipe.arg(a.rate.per_minute.max(1)).arg(a.delta);
             }
             pipe.ignore();
         }

@@ -180,8 +180,9 @@ async fn a_budget_alerts_at_half_and_when_it_refuses_once_each() {
     }
     assert!(refused, "the budget never refused");
     let full = hook.wait_for(2).await;
-    assert_eq!(full[1]["threshold"], 1.0);
+    assert_eq!(full[1]["kind"], "budget_exhausted");
     assert_eq!(full[1]["exhausted"], true);
+    assert_eq!(full[1]["budget"], "team-cap");
     // More refusals in this period send nothing more.
     assert_eq!(send().await, 402);
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -197,7 +197,8 @@ fn budget_limit_and_key_mistakes_are_reported_with_their_place() {
         "[models.m]\ntargets = []\n\n\
          [[keys]]\nname = \"a\"\nhash = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\ntenant = \"t\"\nexpires = \"next tuesday\"\n\n\
          [[budgets]]\nkey = \"nobody\"\nlimit_usd = 1.0\nperiod = \"fortnightly\"\n\n\
-         [[rate_limits]]\nper = \"planet\"\n",
+         [[rate_limits]]\nper = \"planet\"\n\n\
+         [[budgets]]\nname = \"a|b\"\nlimit_usd = 1.0\n",
     );
     assert!(!ok);
     for want in [
@@ -206,6 +207,7 @@ fn budget_limit_and_key_mistakes_are_reported_with_their_place() {
         "FILE:13:10: budgets[0].period: expected `total`, `hourly`, `daily`, `weekly` or `monthly`",
         "rate_limits[0].per: expected `key`, `team`, `tenant`, `user`, `session` or `model`",
         "rate_limits[0]: set `rpm`, `tpm` or both",
+        "budgets[1]: the name \"a|b\" must not contain `|` or start with `@`",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

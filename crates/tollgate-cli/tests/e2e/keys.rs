@@ -81,6 +81,13 @@ async fn keys_made_rotated_limited_and_revoked_take_effect_at_once() {
         let r = req.send().await.expect("admin");
         assert_eq!(r.status(), 401, "admin API with {auth:?}");
     }
+    let wrong = admin
+        .post(format!("{}/admin/spend", gw.admin_url))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(wrong.status(), 405, "a report is read, never posted");
     let metrics = reqwest::get(format!("{}/metrics", gw.admin_url))
         .await
         .expect("metrics");

@@ -180,9 +180,10 @@ async fn gateways_sharing_redis_share_one_bucket() {
         .expect("header")
         .parse()
         .expect("number");
-    let settled = 100_000 - 5 * reported;
+    // The bucket refills continuously (1,667 tokens a second), so allow for the time the
+    // requests took: well under one answer's tokens on loopback.
     assert!(
-        left < settled && left + 64 >= settled,
+        left < 100_000 - 4 * reported && left + 64 >= 100_000 - 5 * reported,
         "left {left}, each answer {reported} tokens"
     );
 }

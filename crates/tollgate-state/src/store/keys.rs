@@ -79,8 +79,11 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-/// The next revision: one more than any key's, so gateways that poll see a change.
-const NEXT_REVISION: &str = "(SELECT COALESCE(MAX(revision), 0) + 1 FROM api_keys)";
+/// Moves the key revision on; run in the same transaction as the change it announces, so
+/// concurrent changes take turns on the counter's row and each gets its own number.
+const BUMP_REVISION: &str = "UPDATE key_revision SET revision = revision + 1 WHERE id = 1";
+/// The revision the change just took.
+const THIS_REVISION: &str = "(SELECT revision FROM key_revision WHERE id = 1)";
 
 impl Store {
     /// Every stored key, revoked ones included.
@@ -94,7 +97,7 @@ impl Store {
 
     /// A number that changes whenever a key is added or changed, to poll cheaply.
     pub async fn keys_revision(&self) -> Result<i64, StoreError> {
-        let text = "SELECT CAST(COALESCE(MAX(revision), 0) AS BIGINT) FROM api_keys";
+        let text = "SELECT CAST(COALESCE(MAX(revision), 0) AS BIGINT) FROM key_revision";
         on_pool!(&self.pool, |p| sqlx::query_scalar(text).fetch_one(p).await)
             .map_err(|e| self.sql(e))
     }
@@ -104,25 +107,30 @@ impl Store {
         let text = self.dialect(&format!(
             "INSERT INTO api_keys (name, hash, display, tenant, team, created_ms, revision,
                 expires_at, revoked_ms, budget_picos, budget_period, rpm, tpm)
-             VALUES (?, ?, ?, ?, ?, ?, {NEXT_REVISION}, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, {THIS_REVISION}, ?, ?, ?, ?, ?, ?)"
         ));
         let l = &key.limits;
-        let done = on_pool!(&self.pool, |p| sqlx::query(&text)
-            .bind(&key.name)
-            .bind(&key.hash)
-            .bind(&key.display)
-            .bind(&key.tenant)
-            .bind(&key.team)
-            .bind(key.created_ms)
-            .bind(l.expires_at)
-            .bind(key.revoked_ms)
-            .bind(l.budget.as_ref().map(|(usd, _)| int(usd.picos())))
-            .bind(l.budget.as_ref().map(|(_, period)| period.clone()))
-            .bind(l.rpm.map(int))
-            .bind(l.tpm.map(int))
-            .execute(p)
-            .await
-            .map(|_| ()));
+        let done = on_pool!(&self.pool, |p| async {
+            let mut tx = p.begin().await?;
+            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
+            sqlx::query(&text)
+                .bind(&key.name)
+                .bind(&key.hash)
+                .bind(&key.display)
+                .bind(&key.tenant)
+                .bind(&key.team)
+                .bind(key.created_ms)
+                .bind(l.expires_at)
+                .bind(key.revoked_ms)
+                .bind(l.budget.as_ref().map(|(usd, _)| int(usd.picos())))
+                .bind(l.budget.as_ref().map(|(_, period)| period.clone()))
+                .bind(l.rpm.map(int))
+                .bind(l.tpm.map(int))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await);
         done.map_err(|e| {
             if is_unique_violation(&e) {
                 StoreError::KeyExists(key.name.clone())
@@ -136,15 +144,22 @@ impl Store {
     /// keeps the first time.
     pub async fn revoke_key(&self, name: &str, at_ms: i64) -> Result<bool, StoreError> {
         let text = self.dialect(&format!(
-            "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?), revision = {NEXT_REVISION}
+            "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?), revision = {THIS_REVISION}
              WHERE name = ?"
         ));
-        let done = on_pool!(&self.pool, |p| sqlx::query(&text)
-            .bind(at_ms)
-            .bind(name)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()));
+        let done = on_pool!(&self.pool, |p| async {
+            let mut tx = p.begin().await?;
+            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
+            let n = sqlx::query(&text)
+                .bind(at_ms)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(n)
+        }
+        .await);
         Ok(done.map_err(|e| self.sql(e))? == 1)
     }
 
@@ -157,16 +172,23 @@ impl Store {
         display: &str,
     ) -> Result<bool, StoreError> {
         let text = self.dialect(&format!(
-            "UPDATE api_keys SET hash = ?, display = ?, revision = {NEXT_REVISION}
+            "UPDATE api_keys SET hash = ?, display = ?, revision = {THIS_REVISION}
              WHERE name = ? AND revoked_ms IS NULL"
         ));
-        let done = on_pool!(&self.pool, |p| sqlx::query(&text)
-            .bind(hash)
-            .bind(display)
-            .bind(name)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()));
+        let done = on_pool!(&self.pool, |p| async {
+            let mut tx = p.begin().await?;
+            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
+            let n = sqlx::query(&text)
+                .bind(hash)
+                .bind(display)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(n)
+        }
+        .await);
         Ok(done.map_err(|e| self.sql(e))? == 1)
     }
 
@@ -174,19 +196,26 @@ impl Store {
     pub async fn set_key_limits(&self, name: &str, l: &KeyLimits) -> Result<bool, StoreError> {
         let text = self.dialect(&format!(
             "UPDATE api_keys SET expires_at = ?, budget_picos = ?, budget_period = ?, rpm = ?,
-                tpm = ?, revision = {NEXT_REVISION}
+                tpm = ?, revision = {THIS_REVISION}
              WHERE name = ?"
         ));
-        let done = on_pool!(&self.pool, |p| sqlx::query(&text)
-            .bind(l.expires_at)
-            .bind(l.budget.as_ref().map(|(usd, _)| int(usd.picos())))
-            .bind(l.budget.as_ref().map(|(_, period)| period.clone()))
-            .bind(l.rpm.map(int))
-            .bind(l.tpm.map(int))
-            .bind(name)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()));
+        let done = on_pool!(&self.pool, |p| async {
+            let mut tx = p.begin().await?;
+            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
+            let n = sqlx::query(&text)
+                .bind(l.expires_at)
+                .bind(l.budget.as_ref().map(|(usd, _)| int(usd.picos())))
+                .bind(l.budget.as_ref().map(|(_, period)| period.clone()))
+                .bind(l.rpm.map(int))
+                .bind(l.tpm.map(int))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(n)
+        }
+        .await);
         Ok(done.map_err(|e| self.sql(e))? == 1)
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Every migration, oldest first. An applied migration is checksummed: never edit one, add
 /// the next.
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (
         1,
         "spend and ledger",
@@ -17,6 +17,11 @@ const MIGRATIONS: [(i64, &str, &str); 2] = [
         2,
         "keys, teams and alerts",
         include_str!("../../migrations/0002_keys_teams_alerts.sql"),
+    ),
+    (
+        3,
+        "key revision counter",
+        include_str!("../../migrations/0003_key_revision_counter.sql"),
     ),
 ];
 
