@@ -9,7 +9,7 @@
 //! Admission runs one Lua script over every rate bucket and budget that applies: all are
 //! checked, then all are taken, or none — one atomic step across all gateways and one round
 //! trip on the request path. Settling (budgets, and token buckets with the reported tokens)
-//! is one pipeline after the answer. Budget periods other than `total` expire a day after
+//! is one more script after the answer. Budget periods other than `total` expire a day after
 //! they end.
 //!
 //! Each reservation is also recorded as a hold (`…:holds`, a sorted set by expiry, and
@@ -98,32 +98,35 @@ end
 return {0, unpack(aheads)}
 ";
 
-/// Settles one reservation: KEYS three per budget (counter, holds, held), ARGV the hold's id,
-/// minus the amount reserved, and the amount spent. A hold already taken back is not released twice.
+/// Settles one request in one step: its reservation, and its token buckets moved by what
+/// the provider reported against the estimate.
+///
+/// KEYS: three per budget (counter, holds, held), then the token buckets. ARGV: the number of
+/// budget keys, the hold's id, minus the amount reserved, the amount spent, then per bucket
+/// its rate (units per minute) and units (a debt when positive, a refund when negative). A
+/// hold already taken back is not released twice.
 const SETTLE: &str = r"
-for j = 1, #KEYS, 3 do
-  if redis.call('ZREM', KEYS[j + 1], ARGV[1]) == 1 then
-    redis.call('HDEL', KEYS[j + 2], ARGV[1])
-    redis.call('HINCRBY', KEYS[j], 'r', ARGV[2])
+local budget_keys = tonumber(ARGV[1])
+for j = 1, budget_keys, 3 do
+  if redis.call('ZREM', KEYS[j + 1], ARGV[2]) == 1 then
+    redis.call('HDEL', KEYS[j + 2], ARGV[2])
+    redis.call('HINCRBY', KEYS[j], 'r', ARGV[3])
   end
-  redis.call('HINCRBY', KEYS[j], 's', ARGV[3])
+  redis.call('HINCRBY', KEYS[j], 's', ARGV[4])
 end
-return 0
-";
-
-/// Moves rate buckets by signed units after the call: KEYS the buckets, ARGV per bucket its
-/// rate (units per minute) and units (a debt when positive, a refund when negative).
-const ADJUST: &str = r"
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-for i, key in ipairs(KEYS) do
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  tat = tat + tonumber(ARGV[2 * i]) * 60000000 / tonumber(ARGV[2 * i - 1])
-  if tat > now then
-    redis.call('SET', key, string.format('%.17g', tat), 'PX', math.floor((tat - now) / 1000) + 1)
-  else
-    redis.call('DEL', key)
+if #KEYS > budget_keys then
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  for i = budget_keys + 1, #KEYS do
+    local a = 4 + 2 * (i - budget_keys)
+    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if tat < now then tat = now end
+    tat = tat + tonumber(ARGV[a]) * 60000000 / tonumber(ARGV[a - 1])
+    if tat > now then
+      redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+    else
+      redis.call('DEL', KEYS[i])
+    end
   end
 end
 return 0
@@ -338,42 +341,42 @@ impl RedisBudgets {
     }
 
     /// Releases `reservation` (if any) and adds `actual` to each budget it held, and moves
-    /// token buckets by what the provider reported against the estimate: one round trip.
+    /// token buckets by what the provider reported against the estimate: one script, one
+    /// round trip.
     pub async fn settle(
         &self,
         reservation: Option<SharedReservation>,
         actual: Usd,
         adjustments: &[RateAdjustment],
     ) -> Result<(), RedisBudgetError> {
-        let mut pipe = redis::pipe();
-        if let Some(r) = reservation.as_ref().filter(|r| !r.keys.is_empty()) {
-            // EVAL, not EVALSHA: off the request path, and never missing after a Redis restart.
-            pipe.cmd("EVAL").arg(SETTLE).arg(r.keys.len() * 3);
-            for k in &r.keys {
-                for part in Self::hold_keys(k) {
-                    pipe.arg(part);
-                }
-            }
-            pipe.arg(&r.id)
-                .arg(-int(r.amount))
-                .arg(int(actual))
-                .ignore();
-        }
+        let held = reservation.filter(|r| !r.keys.is_empty());
         let moved: Vec<&RateAdjustment> = adjustments.iter().filter(|a| a.delta != 0).collect();
-        if !moved.is_empty() {
-            pipe.cmd("EVAL").arg(ADJUST).arg(moved.len());
-            for a in &moved {
-                pipe.arg(self.rate_key(&a.bucket));
-            }
-            for a in &moved {
-                pipe.arg(a.rate.per_minute.max(1)).arg(a.delta);
-            }
-            pipe.ignore();
-        }
-        if reservation.is_none_or(|r| r.keys.is_empty()) && moved.is_empty() {
+        if held.is_none() && moved.is_empty() {
             return Ok(());
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        let budget_keys = held.as_ref().map_or(0, |r| r.keys.len() * 3);
+        // EVAL, not EVALSHA: off the request path, and never missing after a Redis restart.
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SETTLE).arg(budget_keys + moved.len());
+        if let Some(r) = &held {
+            for k in &r.keys {
+                for part in Self::hold_keys(k) {
+                    cmd.arg(part);
+                }
+            }
+        }
+        for a in &moved {
+            cmd.arg(self.rate_key(&a.bucket));
+        }
+        cmd.arg(budget_keys);
+        match &held {
+            Some(r) => cmd.arg(&r.id).arg(-int(r.amount)).arg(int(actual)),
+            None => cmd.arg("").arg(0).arg(0),
+        };
+        for a in &moved {
+            cmd.arg(a.rate.per_minute.max(1)).arg(a.delta);
+        }
+        cmd.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())
     }
 
