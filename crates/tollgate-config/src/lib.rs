@@ -13,6 +13,7 @@
 
 pub mod catalog;
 mod error;
+pub mod guardrails;
 mod interpolate;
 mod locate;
 mod presets;

@@ -46,6 +46,35 @@ pub struct RawConfig {
     /// Webhook alerts on budgets and spend.
     #[serde(default)]
     pub alerts: RawAlerts,
+    /// Built-in guardrails, run in order on requests (before routing) and answers.
+    #[serde(default)]
+    pub guardrails: Vec<RawGuardrail>,
+}
+
+/// `[[guardrails]]`: a built-in guardrail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrail {
+    /// Unique name, in errors, logs and metrics.
+    pub name: String,
+    /// `pii`, `keywords` (words that may not appear), `topics` (a request must touch on one),
+    /// `injection` (a scored heuristic) or `max_prompt_tokens`.
+    pub kind: String,
+    /// `redact` (pii and keywords; the default for pii) or `deny` (the default otherwise).
+    pub action: Option<String>,
+    /// `request`, `response` or both. Default: both for pii and keywords, `request` otherwise
+    /// (the only choice for topics, injection and max_prompt_tokens).
+    pub apply_to: Option<Vec<String>>,
+    /// The model aliases it applies to. Default: all.
+    pub models: Option<Vec<String>>,
+    /// pii: `email`, `phone`, `credit_card`, `iban`, `ssn`, `api_key`. Default: all.
+    pub detect: Option<Vec<String>>,
+    /// keywords and topics: the words and phrases (whole words, any case).
+    pub words: Option<Vec<String>>,
+    /// injection: the score (0 to 1) from which a request is refused. Default 0.5.
+    pub threshold: Option<f32>,
+    /// max_prompt_tokens: the cap (tokens estimated as a quarter of the text's bytes).
+    pub max_tokens: Option<u64>,
 }
 
 /// `[alerts]`: webhook POSTs when a budget passes a share of its cap, and when spend per hour

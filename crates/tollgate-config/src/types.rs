@@ -39,6 +39,8 @@ pub struct Config {
     pub rate_limits: Vec<crate::spend::RateLimitConfig>,
     /// Webhook alerts.
     pub alerts: crate::spend::AlertSettings,
+    /// Built-in guardrails, in order.
+    pub guardrails: Vec<crate::guardrails::GuardrailConfig>,
 }
 
 /// `[shared]`, validated.

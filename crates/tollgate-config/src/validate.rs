@@ -250,6 +250,7 @@ fn check(
         budgets: crate::spend::check_budgets(&raw, &root.key("budgets"), ck),
         rate_limits: crate::spend::check_rate_limits(&raw, &root.key("rate_limits"), ck),
         alerts: crate::spend::check_alerts(&raw, &root.key("alerts"), ck),
+        guardrails: crate::guardrails::check_guardrails(&raw, &root.key("guardrails"), ck),
     }
 }
 

@@ -92,6 +92,8 @@ pub struct RequestCtx {
     pub usage_estimated: bool,
     /// The request's budget guard while it streams.
     pub stream_guard: Option<crate::spend::StreamGuard>,
+    /// The answer guardrails of a stream, with the text they carry over.
+    pub stream_check: Option<tollgate_guard::StreamCheck>,
     /// What the request was charged, per budget, once settled (for the ledger).
     pub charges: Vec<tollgate_state::Charge>,
     /// Budgets and rate limits (outside the live state).
@@ -176,6 +178,7 @@ impl RequestCtx {
             generated_bytes: 0,
             usage_estimated: false,
             stream_guard: None,
+            stream_check: None,
             charges: Vec::new(),
             spend: None,
             ttft: None,

@@ -92,6 +92,27 @@ pub async fn deliver_json(
         if let Some(spend) = ctx.spend.clone() {
             spend.settle_budgets(ctx).await;
         }
+        match crate::guard::check_answer(ctx, body) {
+            Ok(checked) => body = checked,
+            Err(e) => {
+                // The answer was generated (and is paid for); the client gets the refusal.
+                ctx.error = Some(e.message.clone());
+                let headers = served_headers(ctx);
+                let sent = send_json(
+                    session,
+                    ctx,
+                    e.status(),
+                    e.body_for(ctx.client_api),
+                    &headers,
+                )
+                .await;
+                return Ok(if sent.is_ok() {
+                    Forwarded::Done
+                } else {
+                    Forwarded::ClientGone
+                });
+            }
+        }
     } else {
         body = client_error_body(ctx, provider, status, body);
     }
@@ -211,6 +232,16 @@ pub async fn forward_stream(
             .signals
             .iter()
             .any(|s| matches!(s, StreamSignal::Error(_)));
+        if let Some(refusal) = crate::guard::check_stream(ctx, &out.bytes) {
+            // This piece is not sent: what came before it passed the guardrails.
+            note_signals(ctx, out.signals);
+            ctx.error = Some(refusal.message.clone());
+            let _ = session
+                .write_response_body(Some(refusal.sse_event_for(ctx.client_api)), false)
+                .await;
+            truncated = true;
+            break;
+        }
         if !write_transcoded(session, ctx, out).await {
             ctx.estimate_missing_usage();
             return Ok(Forwarded::ClientGone);

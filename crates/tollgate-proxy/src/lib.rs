@@ -20,6 +20,7 @@ pub mod context;
 pub mod failover;
 pub mod forward;
 pub mod gateway;
+pub mod guard;
 pub mod health;
 pub mod keys;
 pub mod ledger;

@@ -110,6 +110,8 @@ pub struct LiveState {
     token_prices: HashMap<String, HashMap<String, TokenPrice>>,
     /// Compiled routing scripts.
     pub policies: Policies,
+    /// Compiled guardrails.
+    pub guardrails: tollgate_guard::Guardrails,
     /// `GET /v1/models`, rendered once.
     pub models_list: Bytes,
 }
@@ -166,6 +168,7 @@ impl LiveState {
             }
         }
         let policies = compile_policies(&config, trace)?;
+        let guardrails = crate::guard::build(&config.guardrails);
         let data: Vec<serde_json::Value> = config
             .models
             .keys()
@@ -183,6 +186,7 @@ impl LiveState {
             prices: Arc::new(prices),
             token_prices,
             policies,
+            guardrails,
             models_list,
         })
     }

@@ -157,6 +157,14 @@ pub async fn serve(
         Payload::Embeddings(_) => None,
     });
     ctx.session = header("x-tollgate-session");
+    if let Payload::Chat(req) = &mut payload {
+        if let Err(e) = crate::guard::check_request(ctx, req) {
+            return send_error(session, ctx, &e).await;
+        }
+        if req.is_stream() {
+            ctx.stream_check = state.guardrails.stream(&model.name);
+        }
+    }
     // The request's total deadline: the model's, tightened by the client if it asks.
     let asked = session
         .req_header()

@@ -36,6 +36,9 @@ pub enum MetricName {
     LedgerDropped,
     /// Counter of webhook alerts delivered, by `kind`.
     AlertsSent,
+    /// Counter of guardrail actions by `guardrail` and `action` (`deny_request`,
+    /// `redact_request`, `deny_response`, `redact_response`, `stop_stream`).
+    GuardrailActions,
     /// Counter of successful live-state reloads.
     Reloads,
     /// Counter of rejected reloads (the old state kept serving).
@@ -57,6 +60,7 @@ impl MetricName {
             MetricName::Cost => "tollgate_cost_usd_total",
             MetricName::LedgerDropped => "tollgate_ledger_dropped_total",
             MetricName::AlertsSent => "tollgate_alerts_sent_total",
+            MetricName::GuardrailActions => "tollgate_guardrail_actions_total",
             MetricName::Reloads => "tollgate_reloads_total",
             MetricName::ReloadFailures => "tollgate_reload_failures_total",
         }
@@ -197,6 +201,12 @@ pub fn record_ledger_dropped() {
 /// Records a webhook alert delivered.
 pub fn record_alert_sent(kind: &str) {
     counter!(MetricName::AlertsSent.as_str(), "kind" => kind.to_owned()).increment(1);
+}
+
+/// Records what a guardrail did.
+pub fn record_guardrail(guardrail: &str, action: &'static str) {
+    counter!(MetricName::GuardrailActions.as_str(), "guardrail" => guardrail.to_owned(), "action" => action)
+        .increment(1);
 }
 
 /// Records a reload attempt.

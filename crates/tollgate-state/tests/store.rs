@@ -17,6 +17,15 @@ fn unique() -> String {
     )
 }
 
+/// A well-formed `sha256:` hash, different for each `(u, n)`: other tests' gateways that
+/// share the PostgreSQL test database load these keys too.
+fn hash(u: &str, n: u8) -> String {
+    let seed = u.bytes().fold(0u128, |h, b| {
+        h.wrapping_mul(131).wrapping_add(u128::from(b))
+    });
+    format!("sha256:{seed:032x}{:032x}", u128::from(n))
+}
+
 fn key(name: &str, hash: &str) -> StoredKey {
     StoredKey {
         name: name.to_owned(),
@@ -41,18 +50,16 @@ async fn keys_round_trip(store: &Store, u: &str) {
     let name = format!("{u}-a");
     let before = store.keys_revision().await.expect("revision");
     store
-        .insert_key(&key(&name, &format!("sha256:{u}-1")))
+        .insert_key(&key(&name, &hash(u, 1)))
         .await
         .expect("insert");
     let r1 = store.keys_revision().await.expect("revision");
     assert!(r1 > before);
-    let again = store
-        .insert_key(&key(&name, &format!("sha256:{u}-2")))
-        .await;
+    let again = store.insert_key(&key(&name, &hash(u, 2))).await;
     assert!(matches!(again, Err(StoreError::KeyExists(n)) if n == name));
     let listed = store.keys().await.expect("list");
     let got = listed.iter().find(|k| k.name == name).expect("listed");
-    assert_eq!(got, &key(&name, &format!("sha256:{u}-1")));
+    assert_eq!(got, &key(&name, &hash(u, 1)));
 
     let limits = KeyLimits {
         expires_at: Some(1_900_000_000),
@@ -64,7 +71,7 @@ async fn keys_round_trip(store: &Store, u: &str) {
     assert!(!store.set_key_limits("nobody", &limits).await.expect("set"));
     assert!(
         store
-            .rotate_key(&name, &format!("sha256:{u}-3"), "sk-tg-wxyz…")
+            .rotate_key(&name, &hash(u, 3), "sk-tg-wxyz…")
             .await
             .expect("rotate")
     );
@@ -75,14 +82,14 @@ async fn keys_round_trip(store: &Store, u: &str) {
     assert!(!store.revoke_key("nobody", 1).await.expect("revoke"));
     assert!(
         !store
-            .rotate_key(&name, &format!("sha256:{u}-4"), "x")
+            .rotate_key(&name, &hash(u, 4), "x")
             .await
             .expect("rotate revoked"),
         "a revoked key cannot be brought back by rotating it"
     );
     let listed = store.keys().await.expect("list");
     let got = listed.iter().find(|k| k.name == name).expect("listed");
-    assert_eq!(got.hash, format!("sha256:{u}-3"));
+    assert_eq!(got.hash, hash(u, 3));
     assert_eq!(got.limits, limits);
     assert_eq!(
         got.revoked_ms,

@@ -35,3 +35,5 @@ mod limits;
 mod keys;
 // Webhook alerts on budgets and spend.
 mod alerts;
+// Built-in guardrails on requests, answers and streams.
+mod guardrails;
