@@ -141,6 +141,16 @@ impl AdminApp {
             spend: &self.spend,
             config: &live.config,
         };
+        if let Some(id) = path.strip_prefix("/admin/requests/") {
+            return match *method {
+                Method::GET => api.request(id).await,
+                _ => error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "use GET",
+                ),
+            };
+        }
         if path == "/admin/spend" {
             return match *method {
                 Method::GET => {
@@ -188,7 +198,11 @@ impl ServeHttp for AdminApp {
         {
             return respond(status, "application/json", body.to_string().into_bytes());
         }
-        if path == "/admin/spend" || path == "/admin/keys" || path.starts_with("/admin/keys/") {
+        if path == "/admin/spend"
+            || path == "/admin/keys"
+            || path.starts_with("/admin/keys/")
+            || path.starts_with("/admin/requests/")
+        {
             let (status, body) = self.keys_api(session, &method, &path).await;
             return respond(status, "application/json", body.to_string().into_bytes());
         }

@@ -4,7 +4,8 @@
 //!   one (its secret is in this answer only);
 //! - `GET|PATCH /admin/keys/{name}`: read, or change its expiry, budget and rate limit;
 //! - `POST /admin/keys/{name}/revoke`, `POST /admin/keys/{name}/rotate`;
-//! - `GET /admin/spend?by=key|team|tenant|user|session|model|provider&bucket=hour|day&from=&to=`.
+//! - `GET /admin/spend?by=key|team|tenant|user|session|model|provider&bucket=hour|day&from=&to=`;
+//! - `GET /admin/requests/{request_id}`: one request's ledger row, every attempt included.
 
 use crate::keys::{new_secret, own_limit_name};
 use crate::spend::{Spend, unix_now};
@@ -293,6 +294,21 @@ impl KeysApi<'_> {
             answer["key"] = secret.into();
         }
         (status, answer)
+    }
+
+    pub async fn request(&self, id: &str) -> Answer {
+        match self.store.ledger_row(id).await {
+            Ok(Some(row)) => (
+                StatusCode::OK,
+                serde_json::to_value(row).unwrap_or(Value::Null),
+            ),
+            Ok(None) => error(
+                StatusCode::NOT_FOUND,
+                "request_not_found",
+                format!("no ledger entry for request {id:?} (it may not be written yet)"),
+            ),
+            Err(e) => store_failed(&e),
+        }
     }
 
     pub async fn spend_report(&self, query: &str) -> Answer {

@@ -35,6 +35,20 @@ impl Operation {
     }
 }
 
+/// One upstream attempt, as the ledger keeps it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptRecord {
+    /// The provider tried.
+    pub provider: String,
+    /// Its model.
+    pub model: String,
+    /// `ok`, `server_error`, `timeout`, ... (the `outcome` label of
+    /// `tollgate_upstream_attempts_total`).
+    pub outcome: &'static str,
+    /// How long it took, in milliseconds.
+    pub ms: u64,
+}
+
 /// Everything one request accumulates on its way through the pipeline.
 pub struct RequestCtx {
     /// Our request id, echoed in `x-request-id`.
@@ -72,6 +86,8 @@ pub struct RequestCtx {
     pub served_by: Option<(String, String)>,
     /// Upstream attempts made.
     pub attempts: u32,
+    /// Each attempt's provider, upstream model, outcome and duration, for the ledger.
+    pub attempt_log: Vec<AttemptRecord>,
     /// Status sent to the client.
     pub status: u16,
     /// Token usage reported by the provider.
@@ -168,6 +184,7 @@ impl RequestCtx {
             tags: Vec::new(),
             served_by: None,
             attempts: 0,
+            attempt_log: Vec::new(),
             status: 0,
             usage: None,
             cost: None,

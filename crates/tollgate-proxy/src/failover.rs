@@ -235,6 +235,12 @@ async fn attempt_and_record(
     };
     stats.record(verdict, probe, error, started.elapsed(), ttft, &r);
     record_attempt(&provider.config.name, label);
+    ctx.attempt_log.push(crate::context::AttemptRecord {
+        provider: provider.config.name.clone(),
+        model: target.model.clone(),
+        outcome: label,
+        ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
     match outcome {
         Ok(Forwarded::ClientGone) => {
             session.set_keepalive(None);

@@ -49,6 +49,8 @@ pub(crate) fn entry(ctx: &RequestCtx, cost: Usd, charges: Vec<Charge>) -> Ledger
         user: ctx.user.clone(),
         session: ctx.session.clone(),
         tags: (!ctx.tags.is_empty()).then(|| ctx.tags.join(",")),
+        attempts: (!ctx.attempt_log.is_empty())
+            .then(|| serde_json::to_string(&ctx.attempt_log).unwrap_or_default()),
         charges,
     }
 }

@@ -271,3 +271,64 @@ async fn keys_reach_every_gateway_sharing_the_database() {
         "the other gateway never refused the revoked key"
     );
 }
+
+/// The ledger keeps every attempt: a request that failed over has both in its row, which
+/// `GET /admin/requests/{id}` shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_ledger_row_lists_every_attempt() {
+    let (a, b) = (mock().await, mock().await);
+    let data = tempfile::tempdir().expect("dir");
+    let body = format!(
+        "[spend]\ndata_dir = \"{}\"\n\n{}",
+        data.path().display(),
+        crate::harness::two_targets(&a, "\"x-mock-status\" = \"503\"", &b)
+    );
+    let gw = Gateway::start_full(&admin_server(), &body, &[]).await;
+    let resp = gw.chat("m", "hello").await;
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let admin = reqwest::Client::new();
+    let mut row = Value::Null;
+    for _ in 0..100 {
+        let r = admin
+            .get(format!("{}/admin/requests/{id}", gw.admin_url))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .expect("admin");
+        if r.status() == 200 {
+            row = r.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(row["provider"], "b", "{row}");
+    let attempts: Vec<(String, String)> = row["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| {
+            (
+                a["provider"].as_str().unwrap_or("").to_owned(),
+                a["outcome"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("a".to_owned(), "server_error".to_owned()),
+            ("b".to_owned(), "ok".to_owned())
+        ]
+    );
+    let missing = admin
+        .get(format!("{}/admin/requests/nope", gw.admin_url))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(missing.status(), 404);
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Every migration, oldest first. An applied migration is checksummed: never edit one, add
 /// the next.
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (
         1,
         "spend and ledger",
@@ -22,6 +22,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         3,
         "key revision counter",
         include_str!("../../migrations/0003_key_revision_counter.sql"),
+    ),
+    (
+        4,
+        "ledger attempts",
+        include_str!("../../migrations/0004_ledger_attempts.sql"),
     ),
 ];
 

@@ -95,6 +95,8 @@ pub struct LedgerEntry {
     pub session: Option<String>,
     /// Its tags, comma-separated.
     pub tags: Option<String>,
+    /// Every upstream attempt, as JSON (`[{"provider", "model", "outcome", "ms"}]`).
+    pub attempts: Option<String>,
     /// The budgets it was charged to.
     pub charges: Vec<Charge>,
 }
@@ -275,7 +277,7 @@ impl Store {
                 "INSERT INTO ledger (request_id, at_ms, key, tenant, model, provider,
                     upstream_model, input_tokens, output_tokens, cached_input_tokens,
                     cache_write_tokens, cost_picos, status, latency_ms, ttft_ms, estimated,
-                    team, end_user, session_id, tags) ",
+                    team, end_user, session_id, tags, attempts) ",
             );
             rows.push_values(batch, |mut row, e| {
                 row.push_bind(e.request_id.clone())
@@ -297,7 +299,8 @@ impl Store {
                     .push_bind(e.team.clone())
                     .push_bind(e.user.clone())
                     .push_bind(e.session.clone())
-                    .push_bind(e.tags.clone());
+                    .push_bind(e.tags.clone())
+                    .push_bind(e.attempts.clone());
             });
             rows.build()
                 .execute(&mut *tx)

@@ -103,7 +103,108 @@ fn unsigned(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// One request's ledger row, for `GET /admin/requests/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerRow {
+    /// When it finished, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// The key's name.
+    pub key: Option<String>,
+    /// Its team.
+    pub team: Option<String>,
+    /// Its tenant.
+    pub tenant: Option<String>,
+    /// The end user.
+    pub user: Option<String>,
+    /// The session.
+    pub session: Option<String>,
+    /// Tags, comma-separated.
+    pub tags: Option<String>,
+    /// The model alias.
+    pub model: String,
+    /// The provider that answered.
+    pub provider: Option<String>,
+    /// Its model.
+    pub upstream_model: Option<String>,
+    /// Prompt tokens.
+    pub input_tokens: i64,
+    /// Generated tokens.
+    pub output_tokens: i64,
+    /// Prompt tokens read from the cache.
+    pub cached_input_tokens: i64,
+    /// Prompt tokens written to the cache.
+    pub cache_write_tokens: i64,
+    /// What it cost, in USD.
+    pub cost_usd: String,
+    /// Status sent to the client.
+    pub status: i64,
+    /// Whole-request latency, ms.
+    pub latency_ms: i64,
+    /// Time to first token, ms.
+    pub ttft_ms: Option<i64>,
+    /// The tokens are an estimate.
+    pub estimated: bool,
+    /// Every attempt: `[{"provider", "model", "outcome", "ms"}]`.
+    pub attempts: serde_json::Value,
+}
+
+/// Reads a [`LedgerRow`] from a row of either backend.
+macro_rules! ledger_row {
+    ($r:expr) => {{
+        use sqlx::Row as _;
+        let r = $r;
+        let attempts: Option<String> = r.try_get(19)?;
+        let cost: i64 = r.try_get(14)?;
+        LedgerRow {
+            at_ms: r.try_get(0)?,
+            key: r.try_get(1)?,
+            team: r.try_get(2)?,
+            tenant: r.try_get(3)?,
+            user: r.try_get(4)?,
+            session: r.try_get(5)?,
+            tags: r.try_get(6)?,
+            model: r.try_get(7)?,
+            provider: r.try_get(8)?,
+            upstream_model: r.try_get(9)?,
+            input_tokens: r.try_get(10)?,
+            output_tokens: r.try_get(11)?,
+            cached_input_tokens: r.try_get(12)?,
+            cache_write_tokens: r.try_get(13)?,
+            cost_usd: Usd::from_picos(u64::try_from(cost).unwrap_or(0)).to_string(),
+            status: r.try_get(15)?,
+            latency_ms: r.try_get(16)?,
+            ttft_ms: r.try_get(17)?,
+            estimated: r.try_get::<i64, _>(18)? != 0,
+            attempts: attempts
+                .and_then(|a| serde_json::from_str(&a).ok())
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }};
+}
+
 impl Store {
+    /// The ledger row of request `request_id`, once written.
+    pub async fn ledger_row(&self, request_id: &str) -> Result<Option<LedgerRow>, StoreError> {
+        let text = self.dialect(
+            "SELECT at_ms, key, team, tenant, end_user, session_id, tags, model, provider,
+                upstream_model, input_tokens, output_tokens, cached_input_tokens,
+                cache_write_tokens, cost_picos, status, latency_ms, ttft_ms, estimated, attempts
+             FROM ledger WHERE request_id = ?",
+        );
+        let row: Result<Option<LedgerRow>, sqlx::Error> = on_pool!(&self.pool, |p| async {
+            match sqlx::query(&text)
+                .bind(request_id)
+                .fetch_optional(p)
+                .await?
+            {
+                Some(r) => Ok(Some(ledger_row!(r))),
+                None => Ok(None),
+            }
+        }
+        .await);
+        row.map_err(|e| self.sql(e))
+    }
+
     /// Spend over a time range, grouped as `q` asks; largest spend first (in time order when
     /// bucketed).
     pub async fn spend_report(&self, q: ReportQuery) -> Result<Vec<SpendRow>, StoreError> {
