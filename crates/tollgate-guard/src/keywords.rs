@@ -11,8 +11,10 @@ pub struct WordList {
     matcher: Option<AhoCorasick>,
 }
 
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+/// Whether `c` continues a word (letters and digits of any script, and `_`): curly quotes,
+/// dashes and CJK punctuation do not.
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
 }
 
 impl WordList {
@@ -42,14 +44,13 @@ impl WordList {
         &'a self,
         text: &'a str,
     ) -> impl Iterator<Item = (std::ops::Range<usize>, &'a str)> + 'a {
-        let bytes = text.as_bytes();
         self.matcher
             .iter()
             .flat_map(move |m| m.find_iter(text))
             .filter(move |m| {
-                let before = m.start().checked_sub(1).map(|i| bytes[i]);
-                let after = bytes.get(m.end()).copied();
-                !before.is_some_and(is_word_byte) && !after.is_some_and(is_word_byte)
+                let before = text[..m.start()].chars().next_back();
+                let after = text[m.end()..].chars().next();
+                !before.is_some_and(is_word_char) && !after.is_some_and(is_word_char)
             })
             .map(|m| (m.range(), self.words[m.pattern().as_usize()].as_str()))
     }
@@ -90,6 +91,16 @@ mod tests {
         assert_eq!(l.first("Tell me about PROJECT X today"), Some("project x"));
         assert_eq!(l.first("the Falcon has landed"), Some("falcon"));
         assert_eq!(l.first("falconry is old"), None, "not a whole word");
+        assert_eq!(
+            l.first("the \u{201c}falcon\u{201d}\u{2014}again"),
+            Some("falcon")
+        );
+        assert_eq!(l.first("\u{3001}falcon\u{3002}"), Some("falcon"));
+        assert_eq!(
+            l.first("éfalcon"),
+            None,
+            "a letter of any script continues the word"
+        );
         assert_eq!(
             l.redact("falcon, and falcon.").as_deref(),
             Some("[REDACTED], and [REDACTED].")

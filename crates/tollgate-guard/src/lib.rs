@@ -20,7 +20,7 @@ pub mod keywords;
 pub mod pii;
 mod stream;
 
-pub use stream::StreamCheck;
+pub use stream::{StreamCheck, StreamVerdict};
 
 use serde_json::Value;
 use tollgate_types::ChatRequest;
@@ -133,6 +133,26 @@ impl Guardrail {
             }
             // Whole-request checks.
             Check::AllowTopics(_) | Check::MaxPromptTokens(_) => Outcome::Clean,
+        }
+    }
+}
+
+impl Guardrail {
+    /// Where an answer guardrail finds something in `text`, and what: for streams, which must
+    /// know whether a match touches the edge of what has arrived so far.
+    fn spans(&self, text: &str) -> Vec<(std::ops::Range<usize>, String)> {
+        match &self.check {
+            Check::Pii(d) => d
+                .find(text)
+                .into_iter()
+                .map(|m| (m.range, format!("personal data ({})", m.kind.name())))
+                .collect(),
+            Check::DenyWords(words) => words
+                .find(text)
+                .map(|(range, _)| (range, "a denied word".to_owned()))
+                .collect(),
+            // Request-only checks (config allows no other on answers).
+            Check::AllowTopics(_) | Check::Injection(..) | Check::MaxPromptTokens(_) => Vec::new(),
         }
     }
 }
@@ -299,22 +319,6 @@ impl Guardrails {
             .cloned()
             .collect();
         (!guards.is_empty()).then(|| StreamCheck::new(guards))
-    }
-
-    /// Runs a stream's text through `guards`, as one complete text: the first refusal.
-    fn first_denial(guards: &[Guardrail], text: &str) -> Option<Denied> {
-        guards.iter().find_map(|g| match g.text(text) {
-            // A stream cannot take back what it sent: what would be redacted stops it.
-            Outcome::Denied(reason) | Outcome::Redacted(_, reason) => Some(Denied {
-                guardrail: g.name.clone(),
-                reason: if matches!(g.action, Action::Redact) {
-                    format!("the answer contains {reason}")
-                } else {
-                    reason
-                },
-            }),
-            Outcome::Clean => None,
-        })
     }
 }
 

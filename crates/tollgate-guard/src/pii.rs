@@ -56,29 +56,45 @@ impl PiiKind {
         }
     }
 
+    // ASCII digits and ASCII word boundaries only: `\d` would take any script's digits (and
+    // the byte offsets the checks slice by would then fall inside characters), and a Unicode
+    // `\b` sees no boundary between CJK text and a number written right after it.
     fn pattern(self) -> &'static str {
         match self {
             PiiKind::Email => r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+            // With separators or a leading `+`: a bare run of ten digits is as likely an order
+            // number or a timestamp.
             PiiKind::Phone => {
-                r"(?:\+[1-9]\d{0,2}[ .-]?)?(?:\(\d{3}\)|\b\d{3})[ .-]?\d{3}[ .-]?\d{4}\b|\+[1-9]\d{7,14}\b"
+                r"(?:\+[1-9][0-9]{0,2}[ .-]?)?(?:\([0-9]{3}\)[ .-]?|(?-u:\b)[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}(?-u:\b)|\+[1-9][0-9]{7,14}(?-u:\b)"
             }
-            PiiKind::CreditCard => r"\b\d(?:[ -]?\d){12,18}\b",
-            PiiKind::Iban => r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
-            PiiKind::Ssn => r"\b\d{3}-\d{2}-\d{4}\b",
+            PiiKind::CreditCard => r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)",
+            PiiKind::Iban => r"(?-u:\b)[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){11,30}(?-u:\b)",
+            PiiKind::Ssn => r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)",
             PiiKind::ApiKey => {
-                r"\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
+                r"(?-u:\b)(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
             }
         }
     }
 
-    /// Whether a match is real (checksums, numbers never issued).
-    fn confirmed(self, m: &str) -> bool {
-        match self {
-            PiiKind::CreditCard => luhn(m),
-            PiiKind::Iban => iban_valid(m),
-            PiiKind::Ssn => ssn_valid(m),
-            _ => true,
-        }
+    /// The length of the part of a match that is real (checksums, numbers never issued), if
+    /// any. A greedy match may have taken what follows a card or IBAN (a CVV, a currency
+    /// code): shorter spans ending where a group ends are tried, longest first.
+    fn confirmed(self, m: &str) -> Option<usize> {
+        let check: fn(&str) -> bool = match self {
+            PiiKind::CreditCard => luhn,
+            PiiKind::Iban => iban_valid,
+            PiiKind::Ssn => return ssn_valid(m).then_some(m.len()),
+            _ => return Some(m.len()),
+        };
+        // The matched text is ASCII: each byte is a character.
+        let bytes = m.as_bytes();
+        (1..=bytes.len())
+            .rev()
+            .filter(|&end| {
+                bytes[end - 1].is_ascii_alphanumeric()
+                    && bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric())
+            })
+            .find(|&end| check(&m[..end]))
     }
 }
 
@@ -110,9 +126,9 @@ fn iban_valid(s: &str) -> bool {
     if !(15..=34).contains(&compact.len()) {
         return false;
     }
-    let rotated = compact[4..].iter().chain(&compact[..4]);
+    let rotated = compact[4..].iter().chain(&compact[..4]).copied();
     let mut rem: u32 = 0;
-    for c in rotated {
+    for c in rotated.map(|c| c.to_ascii_uppercase()) {
         let v = match c.to_digit(36) {
             Some(v) => v,
             None => return false,
@@ -171,10 +187,10 @@ impl PiiDetector {
         for i in self.set.matches(text).iter() {
             let kind = self.kinds[i];
             for m in self.each[i].find_iter(text) {
-                if kind.confirmed(m.as_str()) {
+                if let Some(len) = kind.confirmed(m.as_str()) {
                     found.push(PiiMatch {
                         kind,
-                        range: m.range(),
+                        range: m.start()..m.start() + len,
                     });
                 }
             }
@@ -248,6 +264,28 @@ mod tests {
         assert_eq!(d.first("nothing personal here, version 1.2.3"), None);
         assert_eq!(d.first("AKIAIOSFODNN7EXAMPLE"), Some(PiiKind::ApiKey));
         assert_eq!(d.first("GB82 WEST 1234 5698 7654 32"), Some(PiiKind::Iban));
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        let d = all();
+        assert_eq!(d.each.len(), PiiKind::ALL.len());
+        assert_eq!(d.set.len(), PiiKind::ALL.len());
+    }
+
+    #[test]
+    fn other_scripts_digits_and_neighbours_are_handled() {
+        let d = all();
+        // Arabic-Indic and fullwidth digits are not ASCII digits: no match, and no panic.
+        assert_eq!(d.first("١٢٣-٤٥-٦٧٨٩ and １２３-４５-６７８９"), None);
+        assert_eq!(d.first("卡号4111111111111111"), Some(PiiKind::CreditCard));
+        // What follows a card or an IBAN is not swallowed into a failed checksum.
+        let (out, _) = d.redact("card 4111 1111 1111 1111 123 exp").expect("card");
+        assert_eq!(out, "card [CREDIT_CARD] 123 exp");
+        assert_eq!(d.first("iban de89370400440532013000"), Some(PiiKind::Iban));
+        // Bare ten-digit numbers are not phone numbers.
+        assert_eq!(d.first("at 1796046054 the order 4155550100 shipped"), None);
+        assert_eq!(d.first("call 415-555-0100"), Some(PiiKind::Phone));
     }
 
     #[test]

@@ -1,10 +1,24 @@
 //! Checking a streamed answer as it arrives. Each chunk's text is checked together with the
 //! last [`CARRY`] bytes of the text before it, so a match split across chunks (`jane@exa` |
-//! `mple.com`) is caught; a match wholly inside the carried text was already checked with its
-//! own chunk. A stream cannot take back what it sent, so anything a guardrail would redact or
-//! refuse stops the stream.
+//! `mple.com`) is caught. A match that reaches the end of what has arrived is undecided until
+//! more text (or the end of the stream) shows where it ends: `cat` may be the start of
+//! `catalog`, and 13 digits the start of a longer number; the caller holds such a chunk back
+//! meanwhile. A match at the start of a trimmed window may be the tail of a longer word, and
+//! is not counted. A stream cannot take back what it sent, so anything a guardrail would
+//! redact or refuse stops the stream.
 
-use crate::{Denied, Guardrail, Guardrails};
+use crate::{Denied, Guardrail};
+
+/// What the text so far allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamVerdict {
+    /// Send it.
+    Clear,
+    /// A match may be forming at its end: hold it back until more text arrives.
+    Undecided,
+    /// Stop the stream.
+    Stop(Denied),
+}
 
 /// Bytes of earlier text checked again with each chunk: longer than any pattern a guardrail
 /// looks for (an e-mail address is at most 254 bytes).
@@ -15,6 +29,8 @@ pub const CARRY: usize = 256;
 pub struct StreamCheck {
     guards: Vec<Guardrail>,
     window: String,
+    /// Whether the window's start was cut from longer text.
+    trimmed: bool,
 }
 
 impl StreamCheck {
@@ -22,17 +38,45 @@ impl StreamCheck {
         StreamCheck {
             guards,
             window: String::with_capacity(CARRY * 2),
+            trimmed: false,
         }
     }
 
-    /// Checks the next piece of the answer's text; `Err` stops the stream.
-    pub fn push(&mut self, text: &str) -> Result<(), Denied> {
+    /// The window's verdict: a match not cut at its start and (unless the stream has ended)
+    /// not running into its end stops the stream; one running into its end is undecided.
+    fn verdict(&self, ended: bool) -> StreamVerdict {
+        let len = self.window.len();
+        let mut undecided = false;
+        for g in &self.guards {
+            for (range, what) in g.spans(&self.window) {
+                if self.trimmed && range.start == 0 {
+                    continue;
+                }
+                if ended || range.end < len {
+                    return StreamVerdict::Stop(Denied {
+                        guardrail: g.name.clone(),
+                        reason: format!("the answer contains {what}"),
+                    });
+                }
+                undecided = true;
+            }
+        }
+        if undecided {
+            StreamVerdict::Undecided
+        } else {
+            StreamVerdict::Clear
+        }
+    }
+
+    /// Checks the next piece of the answer's text.
+    pub fn push(&mut self, text: &str) -> StreamVerdict {
         if text.is_empty() {
-            return Ok(());
+            return self.verdict(false);
         }
         self.window.push_str(text);
-        if let Some(denied) = Guardrails::first_denial(&self.guards, &self.window) {
-            return Err(denied);
+        let verdict = self.verdict(false);
+        if matches!(verdict, StreamVerdict::Stop(_)) {
+            return verdict;
         }
         // Keep the tail, cut on a character boundary.
         if self.window.len() > CARRY {
@@ -41,13 +85,20 @@ impl StreamCheck {
                 cut += 1;
             }
             self.window.drain(..cut);
+            self.trimmed = true;
         }
-        Ok(())
+        verdict
+    }
+
+    /// Checks what is left once the stream has ended: a match at the very end counts now.
+    pub fn finish(&mut self) -> StreamVerdict {
+        self.verdict(true)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::StreamVerdict;
     use crate::tests::pii;
     use crate::{Action, Guardrails};
 
@@ -55,10 +106,51 @@ mod tests {
     fn a_match_split_across_chunks_is_caught() {
         let set = Guardrails::new(vec![pii(Action::Redact)]);
         let mut check = set.stream("m").expect("a response guardrail");
-        assert!(check.push("Sure! You can write to jane.doe@exa").is_ok());
-        let denied = check.push("mple.com for help.").expect_err("caught");
+        assert_eq!(
+            check.push("Sure! You can write to jane.doe@exa"),
+            StreamVerdict::Clear
+        );
+        let StreamVerdict::Stop(denied) = check.push("mple.com for help.") else {
+            panic!("not caught");
+        };
         assert_eq!(denied.guardrail, "pii");
         assert!(denied.reason.contains("email"), "{denied}");
+    }
+
+    #[test]
+    fn a_prefix_of_a_longer_word_or_number_is_not_a_match() {
+        let words = crate::Guardrail {
+            name: "words".to_owned(),
+            check: crate::Check::DenyWords(crate::keywords::WordList::new(&["cat".to_owned()])),
+            action: Action::Deny,
+            on_request: false,
+            on_response: true,
+            models: None,
+        };
+        let set = Guardrails::new(vec![words, pii(Action::Deny)]);
+        let mut check = set.stream("m").expect("answer guardrails");
+        assert_eq!(
+            check.push("see the cat"),
+            StreamVerdict::Undecided,
+            "cat may go on"
+        );
+        assert_eq!(
+            check.push("alog of 4111 1111 1111 1"),
+            StreamVerdict::Clear,
+            "catalog; 13 digits that are no card number"
+        );
+        assert_eq!(
+            check.push("11123 parts"),
+            StreamVerdict::Clear,
+            "an 18-digit number, not a card"
+        );
+        assert_eq!(check.finish(), StreamVerdict::Clear);
+        let mut check = set.stream("m").expect("answer guardrails");
+        assert_eq!(check.push("the cat"), StreamVerdict::Undecided);
+        assert!(
+            matches!(check.finish(), StreamVerdict::Stop(_)),
+            "the stream ended on the word"
+        );
     }
 
     #[test]
@@ -66,9 +158,10 @@ mod tests {
         let set = Guardrails::new(vec![pii(Action::Deny)]);
         let mut check = set.stream("m").expect("a response guardrail");
         for i in 0..1000 {
-            check
-                .push(&format!("token {i} é and more words; "))
-                .expect("clean");
+            assert_eq!(
+                check.push(&format!("token {i} é and more words; ")),
+                StreamVerdict::Clear
+            );
         }
         assert!(check.window.len() <= super::CARRY + 8);
     }

@@ -109,7 +109,7 @@ pub struct RequestCtx {
     /// The request's budget guard while it streams.
     pub stream_guard: Option<crate::spend::StreamGuard>,
     /// The answer guardrails of a stream, with the text they carry over.
-    pub stream_check: Option<tollgate_guard::StreamCheck>,
+    pub stream_check: Option<crate::guard::StreamGuardrails>,
     /// What the request was charged, per budget, once settled (for the ledger).
     pub charges: Vec<tollgate_state::Charge>,
     /// Budgets and rate limits (outside the live state).

@@ -223,6 +223,8 @@ async fn attempt_and_record(
         Ok(Forwarded::Done) => (Verdict::Healthy, "ok", None),
         Ok(Forwarded::ClientGone) => (Verdict::Neutral, "client_gone", None),
         Ok(Forwarded::Truncated) => (Verdict::Unhealthy, "broken", ctx.error.clone()),
+        // The gateway's own decision (a guardrail, a budget): the provider did nothing wrong.
+        Ok(Forwarded::Stopped) => (Verdict::Neutral, "stopped", None),
         Err(AttemptError::ContextLength(m)) => {
             (Verdict::Neutral, "context_length", Some(m.clone()))
         }

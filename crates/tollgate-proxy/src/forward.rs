@@ -1,6 +1,7 @@
 //! Forwarding an upstream answer to the client: whole JSON bodies, or SSE chunk by chunk.
 
 use crate::context::RequestCtx;
+use crate::guard::StreamStep;
 use crate::live::Provider;
 use crate::respond::{base_header, send_json};
 use crate::upstream::{AttemptError, Opened, next_chunk};
@@ -23,6 +24,9 @@ pub enum Forwarded {
     ClientGone,
     /// The upstream broke off mid-stream; the client got an in-stream error event.
     Truncated,
+    /// The gateway stopped the stream (a guardrail, or the budget ran out) with an in-stream
+    /// error event: nothing to hold against the provider.
+    Stopped,
 }
 
 /// Headers naming who served the request.
@@ -227,24 +231,43 @@ pub async fn forward_stream(
         signals: Vec::new(),
     };
     let mut truncated = false;
+    let mut stopped = false;
+    let mut ended = false;
+    // Pieces a guardrail holds back until the text after them decides.
+    let mut withheld = BytesMut::new();
     loop {
         truncated |= out
             .signals
             .iter()
             .any(|s| matches!(s, StreamSignal::Error(_)));
-        if let Some(refusal) = crate::guard::check_stream(ctx, &out.bytes) {
-            // This piece is not sent: what came before it passed the guardrails.
-            note_signals(ctx, out.signals);
-            ctx.error = Some(refusal.message.clone());
-            let _ = session
-                .write_response_body(Some(refusal.sse_event_for(ctx.client_api)), false)
-                .await;
-            truncated = true;
-            break;
-        }
-        if !write_transcoded(session, ctx, out).await {
-            ctx.estimate_missing_usage();
-            return Ok(Forwarded::ClientGone);
+        match crate::guard::check_stream(ctx, &out.bytes, ended) {
+            StreamStep::Send => {
+                // What was held goes first: the text after it cleared it.
+                let mut bytes = std::mem::take(&mut withheld);
+                bytes.extend_from_slice(&out.bytes);
+                let piece = Transcoded {
+                    bytes: bytes.freeze(),
+                    signals: out.signals,
+                };
+                if !write_transcoded(session, ctx, piece).await {
+                    ctx.estimate_missing_usage();
+                    return Ok(Forwarded::ClientGone);
+                }
+            }
+            StreamStep::Hold => {
+                note_signals(ctx, out.signals);
+                withheld.extend_from_slice(&out.bytes);
+            }
+            StreamStep::Stop(refusal) => {
+                // Neither this piece nor any held one is sent: what came before passed.
+                note_signals(ctx, out.signals);
+                ctx.error = Some(refusal.message.clone());
+                let _ = session
+                    .write_response_body(Some(refusal.sse_event_for(ctx.client_api)), false)
+                    .await;
+                stopped = true;
+                break;
+            }
         }
         if let Some(refusal) = crate::spend::over_budget(ctx).await {
             // Past what the request reserved, with no room left in its budget: stop here.
@@ -252,16 +275,19 @@ pub async fn forward_stream(
             let _ = session
                 .write_response_body(Some(refusal.sse_event_for(ctx.client_api)), false)
                 .await;
-            truncated = true;
+            stopped = true;
+            break;
+        }
+        if ended {
             break;
         }
         out = match next_chunk(&mut opened.session, timeouts.idle).await {
             Ok(Some(chunk)) => transcoder.push(&chunk),
             Ok(None) => {
-                if !write_transcoded(session, ctx, transcoder.finish()).await {
-                    return Ok(Forwarded::ClientGone);
-                }
-                break;
+                // The last piece goes round the loop once more, to be checked with the end
+                // of the stream known.
+                ended = true;
+                transcoder.finish()
             }
             Err(e) => {
                 // Too late to fail over: tell the client in-band, then close the stream.
@@ -285,7 +311,9 @@ pub async fn forward_stream(
     if session.write_response_body(None, true).await.is_err() {
         return Ok(Forwarded::ClientGone);
     }
-    Ok(if truncated {
+    Ok(if stopped {
+        Forwarded::Stopped
+    } else if truncated {
         Forwarded::Truncated
     } else {
         Forwarded::Done

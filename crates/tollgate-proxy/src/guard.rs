@@ -8,7 +8,7 @@ use tollgate_config::guardrails::{GuardKind, GuardrailConfig};
 use tollgate_guard::injection::InjectionDetector;
 use tollgate_guard::keywords::WordList;
 use tollgate_guard::pii::{PiiDetector, PiiKind};
-use tollgate_guard::{Action, Check, Denied, Guardrail, Guardrails};
+use tollgate_guard::{Action, Check, Denied, Guardrail, Guardrails, StreamVerdict};
 use tollgate_types::{ApiError, ChatRequest, ClientApi, ErrorKind};
 
 /// Compiles the config's guardrails.
@@ -139,6 +139,7 @@ pub fn check_answer(ctx: &mut RequestCtx, body: bytes::Bytes) -> Result<bytes::B
     if redacted_by.is_empty() {
         return Ok(body);
     }
+    redacted_by.sort();
     redacted_by.dedup();
     for g in &redacted_by {
         crate::metrics::record_guardrail(g, "redact_response");
@@ -146,9 +147,9 @@ pub fn check_answer(ctx: &mut RequestCtx, body: bytes::Bytes) -> Result<bytes::B
     Ok(bytes::Bytes::from(json.to_string()))
 }
 
-/// The answer text in a piece of the client's SSE stream (OpenAI `choices[].delta.content`,
-/// Anthropic `content_block_delta` text).
-pub fn stream_text(api: ClientApi, bytes: &[u8]) -> String {
+/// The answer text in complete SSE lines (OpenAI `choices[].delta.content`, Anthropic
+/// `content_block_delta` text).
+fn lines_text(api: ClientApi, bytes: &[u8]) -> String {
     let mut text = String::new();
     for line in bytes.split(|b| *b == b'\n') {
         let Some(data) = line.strip_prefix(b"data:") else {
@@ -175,12 +176,61 @@ pub fn stream_text(api: ClientApi, bytes: &[u8]) -> String {
     text
 }
 
-/// Checks a piece of a stream before it is written; `Some(error)` stops the stream.
-pub fn check_stream(ctx: &mut RequestCtx, bytes: &[u8]) -> Option<ApiError> {
-    let check = ctx.stream_check.as_mut()?;
-    let text = stream_text(ctx.client_api, bytes);
-    let denied = check.push(&text).err()?;
-    Some(refusal(ctx, &denied, "stop_stream"))
+/// A stream's answer guardrails, fed the client's SSE bytes as they go out. Pieces need not
+/// end on a line (pass-through streams forward the provider's own chunks): a partial last
+/// line waits for the rest.
+#[derive(Debug)]
+pub struct StreamGuardrails {
+    check: tollgate_guard::StreamCheck,
+    partial: Vec<u8>,
+}
+
+impl StreamGuardrails {
+    /// Guardrails for one stream.
+    pub fn new(check: tollgate_guard::StreamCheck) -> StreamGuardrails {
+        StreamGuardrails {
+            check,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The text of the lines that `bytes` completes.
+    fn text(&mut self, api: ClientApi, bytes: &[u8]) -> String {
+        self.partial.extend_from_slice(bytes);
+        let Some(last_newline) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return String::new();
+        };
+        let complete: Vec<u8> = self.partial.drain(..=last_newline).collect();
+        lines_text(api, &complete)
+    }
+}
+
+/// What to do with a piece of a stream.
+pub enum StreamStep {
+    /// Send it (and anything held before it).
+    Send,
+    /// Hold it back: a match may be forming at its end.
+    Hold,
+    /// Stop the stream with this error (nothing held is sent).
+    Stop(ApiError),
+}
+
+/// Checks a piece of a stream before it is written (`ended`: the last piece).
+pub fn check_stream(ctx: &mut RequestCtx, bytes: &[u8], ended: bool) -> StreamStep {
+    let api = ctx.client_api;
+    let Some(guard) = ctx.stream_check.as_mut() else {
+        return StreamStep::Send;
+    };
+    let text = guard.text(api, bytes);
+    let mut verdict = guard.check.push(&text);
+    if ended && verdict == StreamVerdict::Undecided {
+        verdict = guard.check.finish();
+    }
+    match verdict {
+        StreamVerdict::Clear => StreamStep::Send,
+        StreamVerdict::Undecided => StreamStep::Hold,
+        StreamVerdict::Stop(denied) => StreamStep::Stop(refusal(ctx, &denied, "stop_stream")),
+    }
 }
 
 #[cfg(test)]
@@ -188,12 +238,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stream_text_reads_both_client_formats() {
-        let openai = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+    fn stream_text_reads_both_client_formats_across_split_pieces() {
+        let openai: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
                        data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\ndata: [DONE]\n\n";
-        assert_eq!(stream_text(ClientApi::OpenAi, openai), "Hello");
+        assert_eq!(lines_text(ClientApi::OpenAi, openai), "Hello");
         let anthropic = b"event: content_block_delta\n\
             data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
-        assert_eq!(stream_text(ClientApi::Anthropic, anthropic), "Hi");
+        assert_eq!(lines_text(ClientApi::Anthropic, anthropic), "Hi");
+        // An event split mid-line is read once its line is complete.
+        let mut g = StreamGuardrails {
+            check: Guardrails::new(vec![Guardrail {
+                name: "g".to_owned(),
+                check: Check::DenyWords(WordList::new(&["x".to_owned()])),
+                action: Action::Deny,
+                on_request: false,
+                on_response: true,
+                models: None,
+            }])
+            .stream("m")
+            .expect("answer guardrail"),
+            partial: Vec::new(),
+        };
+        let (a, b) = openai.split_at(20);
+        assert_eq!(g.text(ClientApi::OpenAi, a), "");
+        assert_eq!(g.text(ClientApi::OpenAi, b), "Hello");
     }
 }

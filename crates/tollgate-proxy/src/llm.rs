@@ -162,7 +162,10 @@ pub async fn serve(
             return send_error(session, ctx, &e).await;
         }
         if req.is_stream() {
-            ctx.stream_check = state.guardrails.stream(&model.name);
+            ctx.stream_check = state
+                .guardrails
+                .stream(&model.name)
+                .map(crate::guard::StreamGuardrails::new);
         }
     }
     // The request's total deadline: the model's, tightened by the client if it asks.

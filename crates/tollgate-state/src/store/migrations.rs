@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Every migration, oldest first. An applied migration is checksummed: never edit one, add
 /// the next.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (
         1,
         "spend and ledger",
@@ -27,6 +27,11 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         4,
         "ledger attempts",
         include_str!("../../migrations/0004_ledger_attempts.sql"),
+    ),
+    (
+        5,
+        "ledger request index",
+        include_str!("../../migrations/0005_ledger_request_index.sql"),
     ),
 ];
 
