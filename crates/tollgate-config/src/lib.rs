@@ -27,8 +27,8 @@ pub use error::{ConfigError, Diagnostic};
 pub use presets::{AuthStyle, ProviderKind, WireFormat};
 pub use resilience::{BreakerSettings, Resilience, Strategy};
 pub use spend::{
-    AlertSettings, BudgetConfig, Caller, Per, Period, RateLimitConfig, Selector, SpendSettings,
-    Webhook, parse_timestamp,
+    AlertSettings, BudgetConfig, BudgetUnit, Caller, Per, Period, RateLimitConfig, Selector,
+    SpendSettings, Webhook, parse_timestamp,
 };
 pub use types::{
     Config, KeyHash, Limits, LongContextConfig, MockSettings, ModelConfig, OnPolicyError,

@@ -207,7 +207,35 @@ impl Selector {
     }
 }
 
-/// One `[[budgets]]` entry: a cap on the spend of the requests it selects.
+/// What a budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BudgetUnit {
+    /// Dollars (its counter holds picodollars).
+    Usd,
+    /// Tokens, prompt and output.
+    Tokens,
+}
+
+impl BudgetUnit {
+    /// `amount` of a counter in this unit, for people: `1.5` (dollars) or `1500` (tokens).
+    pub fn show(self, amount: Usd) -> String {
+        match self {
+            BudgetUnit::Usd => amount.to_string(),
+            BudgetUnit::Tokens => amount.picos().to_string(),
+        }
+    }
+
+    /// `usd` or `tokens`: the suffix of report fields (`limit_usd`, `spent_tokens`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetUnit::Usd => "usd",
+            BudgetUnit::Tokens => "tokens",
+        }
+    }
+}
+
+/// One cap of a `[[budgets]]` entry (an entry with both `limit_usd` and `limit_tokens` has
+/// two): on the spend or the tokens of the requests it selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetConfig {
     /// Unique name; spend is stored under it, so renaming a budget starts it afresh.
@@ -216,7 +244,9 @@ pub struct BudgetConfig {
     pub selector: Selector,
     /// A cap for each key, user, ... separately; `None`: one cap for all it selects.
     pub per: Option<Per>,
-    /// The cap.
+    /// What it counts.
+    pub unit: BudgetUnit,
+    /// The cap, in the counter's unit: picodollars, or tokens (see [`BudgetUnit::show`]).
     pub limit: Usd,
     /// When it resets.
     pub period: Period,
@@ -296,9 +326,25 @@ pub(crate) fn check_budgets(
             parts.join("/")
         };
         let name = unique_name(b.name.as_ref(), default, "budgets", &mut names, &bp, ck);
-        if !(b.limit_usd.is_finite() && b.limit_usd >= 0.0) {
+        if b.limit_usd.is_some_and(|l| !(l.is_finite() && l >= 0.0)) {
             ck.error(&bp.key("limit_usd"), "must be a non-negative number");
         }
+        let caps: Vec<(String, BudgetUnit, Usd)> = match (b.limit_usd, b.limit_tokens) {
+            (None, None) => {
+                ck.error(&bp, "set `limit_usd`, `limit_tokens` or both");
+                continue;
+            }
+            (Some(usd), None) => vec![(name, BudgetUnit::Usd, Usd::from_dollars(usd))],
+            (None, Some(tokens)) => vec![(name, BudgetUnit::Tokens, Usd::from_picos(tokens))],
+            (Some(usd), Some(tokens)) => vec![
+                (name.clone(), BudgetUnit::Usd, Usd::from_dollars(usd)),
+                (
+                    format!("{name}:tokens"),
+                    BudgetUnit::Tokens,
+                    Usd::from_picos(tokens),
+                ),
+            ],
+        };
         let Some(period) = Period::parse(b.period.as_deref().unwrap_or("total")) else {
             ck.error(
                 &bp.key("period"),
@@ -306,13 +352,22 @@ pub(crate) fn check_budgets(
             );
             continue;
         };
-        out.push(BudgetConfig {
-            name,
-            selector,
-            per,
-            limit: Usd::from_dollars(b.limit_usd),
-            period,
-        });
+        for (name, unit, limit) in caps.into_iter() {
+            if unit == BudgetUnit::Tokens && b.limit_usd.is_some() && !names.insert(name.clone()) {
+                ck.error(
+                    &bp,
+                    format!("two budgets are named {name:?}: give each a `name`"),
+                );
+            }
+            out.push(BudgetConfig {
+                name,
+                selector: selector.clone(),
+                per,
+                unit,
+                limit,
+                period,
+            });
+        }
     }
     out
 }

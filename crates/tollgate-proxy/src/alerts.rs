@@ -127,14 +127,18 @@ fn budget_alert(
     period_start: i64,
     thresholds: &[f64],
 ) -> Option<Pending> {
+    let unit = match b.unit {
+        tollgate_config::BudgetUnit::Usd => "USD",
+        tollgate_config::BudgetUnit::Tokens => "tokens",
+    };
     let mut ids: Vec<(String, Value)> = crossed(thresholds, share(spent, b.limit))
         .into_iter()
         .map(|t| {
             let percent = (t * 100.0).round();
             let body = json!({
                 "text": format!(
-                    "Tollgate: budget `{counter}` has spent {spent} USD, {percent}% or more of its {} USD {} cap.",
-                    b.limit, b.period.name()
+                    "Tollgate: budget `{counter}` has used {} {unit}, {percent}% or more of its {} {unit} {} cap.",
+                    b.unit.show(spent), b.unit.show(b.limit), b.period.name()
                 ),
                 "kind": "budget_threshold",
                 "threshold": t,
@@ -148,8 +152,8 @@ fn budget_alert(
     if b.refused {
         let body = json!({
             "text": format!(
-                "Tollgate: budget `{counter}` is exhausted: it refused a request, with {spent} USD of its {} USD {} cap spent.",
-                b.limit, b.period.name()
+                "Tollgate: budget `{counter}` is exhausted: it refused a request, with {} of its {} {unit} {} cap used.",
+                b.unit.show(spent), b.unit.show(b.limit), b.period.name()
             ),
             "kind": "budget_exhausted",
             "threshold": 1.0,
@@ -157,11 +161,12 @@ fn budget_alert(
         });
         ids.push((format!("budget|{counter}|{period_start}|exhausted"), body));
     }
+    let u = b.unit.name();
     for (_, body) in &mut ids {
         body["budget"] = b.budget.clone().into();
         body["counter"] = counter.into();
-        body["spent_usd"] = spent.to_string().into();
-        body["limit_usd"] = b.limit.to_string().into();
+        body[format!("spent_{u}")] = b.unit.show(spent).into();
+        body[format!("limit_{u}")] = b.unit.show(b.limit).into();
         body["period"] = b.period.name().into();
         body["period_start"] = period_start.into();
     }
@@ -356,6 +361,7 @@ mod tests {
             budget: "cap".to_owned(),
             limit: Usd::from_dollars(10.0),
             period: tollgate_config::Period::Daily,
+            unit: tollgate_config::BudgetUnit::Usd,
             refused: true,
         };
         let pending =

@@ -51,6 +51,7 @@ fn virtual_key(k: StoredKey) -> Option<VirtualKey> {
             name: own_limit_name(&k.name),
             selector: own(),
             per: None,
+            unit: tollgate_config::BudgetUnit::Usd,
             limit: *limit,
             period,
         }))

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret as _;
 use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{OnceCell, mpsc};
-use tollgate_config::{BudgetConfig, Config, Per, Target};
+use tollgate_config::{BudgetConfig, BudgetUnit, Config, Per, Target};
 use tollgate_state::redis_budgets::{
     RedisBudgets, Refusal, SharedAsk, SharedRate, SharedReservation,
 };
@@ -59,6 +59,8 @@ pub(crate) struct ChargedBudget {
     pub limit: Usd,
     /// Its period.
     pub period: tollgate_config::Period,
+    /// What it counts.
+    pub unit: BudgetUnit,
     /// It refused a request: it is as good as spent.
     pub refused: bool,
 }
@@ -69,10 +71,37 @@ const RECONNECT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 /// What a request holds against its budgets until it settles.
 #[derive(Debug)]
 pub enum Held {
-    /// In this gateway's counters.
-    Local(Reservation),
-    /// In Redis, with the budgets' names and periods (for the ledger).
-    Shared(SharedReservation, Vec<(String, i64)>),
+    /// In this gateway's counters, with each counter's unit.
+    Local(Reservation, Vec<(String, BudgetUnit)>),
+    /// In Redis, with the budgets' counters, periods (for the ledger) and units.
+    Shared(SharedReservation, Vec<(String, i64, BudgetUnit)>),
+}
+
+/// What a request may cost or use at most, or did: in dollars and in tokens.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Amounts {
+    cost: Usd,
+    tokens: u64,
+}
+
+impl Amounts {
+    /// The amount in a budget's unit (tokens as a token counter holds them).
+    fn of(self, unit: BudgetUnit) -> Usd {
+        match unit {
+            BudgetUnit::Usd => self.cost,
+            BudgetUnit::Tokens => Usd::from_picos(self.tokens),
+        }
+    }
+
+    /// What the request used, once known.
+    fn actual(ctx: &RequestCtx) -> Amounts {
+        Amounts {
+            cost: ctx.cost.unwrap_or(Usd::ZERO),
+            tokens: ctx
+                .usage
+                .map_or(0, |u| u.input_tokens.saturating_add(u.output_tokens)),
+        }
+    }
 }
 
 /// Now, in Unix seconds.
@@ -118,11 +147,12 @@ fn applicable<'a>(
         .collect()
 }
 
-fn ask<'a>(b: &BudgetConfig, counter: &'a str, now: i64) -> BudgetAsk<'a> {
+fn ask<'a>(b: &BudgetConfig, counter: &'a str, now: i64, worst: Amounts) -> BudgetAsk<'a> {
     BudgetAsk {
         name: counter,
         limit: b.limit,
         period_start: b.period.start(now),
+        amount: worst.of(b.unit),
     }
 }
 
@@ -231,11 +261,12 @@ impl Spend {
             return Ok(());
         }
         let now = unix_now();
-        let amount = if budgets.is_empty() {
-            Usd::ZERO
+        let worst = if budgets.is_empty() {
+            Amounts::default()
         } else {
             self.worst_case(ctx, payload, targets)
         };
+        let amount = worst.cost;
         let refused = |e: BudgetExceeded| {
             self.note_refused(&budgets, &e.name);
             // The amounts may be a whole tenant's: they go to the log, not to the client.
@@ -251,14 +282,14 @@ impl Spend {
             let asks: Vec<SharedAsk<'_>> = budgets
                 .iter()
                 .map(|(b, counter)| SharedAsk {
-                    ask: ask(b, counter, now),
+                    ask: ask(b, counter, now, worst),
                     ttl_secs: b.period.max_len_secs().map_or(0, |len| len + 86_400),
                 })
                 .collect();
             let shared_rates: Vec<SharedRate<'_>> = rates.iter().map(RateAsk::shared).collect();
             let outcome = match redis {
                 Ok(redis) => redis
-                    .admit(&shared_rates, &asks, amount, hold_for(deadline))
+                    .admit(&shared_rates, &asks, hold_for(deadline))
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
@@ -269,7 +300,8 @@ impl Spend {
                     if !asks.is_empty() {
                         let periods = asks
                             .iter()
-                            .map(|a| (a.ask.name.to_owned(), a.ask.period_start))
+                            .zip(&budgets)
+                            .map(|(a, (b, _))| (a.ask.name.to_owned(), a.ask.period_start, b.unit))
                             .collect();
                         ctx.reservation = Some(Held::Shared(admitted.reservation, periods));
                     }
@@ -304,11 +336,15 @@ impl Spend {
         }
         let asks: Vec<BudgetAsk<'_>> = budgets
             .iter()
-            .map(|(b, counter)| ask(b, counter, now))
+            .map(|(b, counter)| ask(b, counter, now, worst))
             .collect();
-        match self.budgets.reserve(&asks, amount) {
+        match self.budgets.reserve(&asks) {
             Ok(held) => {
-                ctx.reservation = Some(Held::Local(held));
+                let units = budgets
+                    .iter()
+                    .map(|(b, counter)| (counter.clone(), b.unit))
+                    .collect();
+                ctx.reservation = Some(Held::Local(held, units));
                 Ok(())
             }
             Err(e) => {
@@ -320,8 +356,8 @@ impl Spend {
         }
     }
 
-    /// The most the request can cost; for a stream, also its budget guard.
-    fn worst_case(&self, ctx: &mut RequestCtx, payload: &Payload, targets: &[Target]) -> Usd {
+    /// The most the request can cost and use; for a stream, also its budget guard.
+    fn worst_case(&self, ctx: &mut RequestCtx, payload: &Payload, targets: &[Target]) -> Amounts {
         let state = ctx.state.clone();
         let config = &state.config;
         // Without `max_tokens`, the most the targets' models can write, where the catalog
@@ -348,15 +384,23 @@ impl Spend {
                 status: config.spend.exceeded_status,
             });
         }
-        amount
+        Amounts {
+            cost: amount,
+            tokens: worst.input_tokens.saturating_add(worst.output_tokens),
+        }
     }
 
-    /// The least room left in the budgets that apply to the request (for scripts' `ctx`).
+    /// The least room left in the USD budgets that apply to the request (for scripts' `ctx`).
     pub async fn remaining(&self, ctx: &RequestCtx) -> Option<Usd> {
+        self.remaining_in(ctx, BudgetUnit::Usd).await
+    }
+
+    /// The least room left in the budgets of `unit` that apply to the request.
+    pub(crate) async fn remaining_in(&self, ctx: &RequestCtx, unit: BudgetUnit) -> Option<Usd> {
         let budgets = applicable(ctx, &ctx.state.config, ctx.key_budget.as_deref());
         let now = unix_now();
         let mut least: Option<Usd> = None;
-        for (b, counter) in budgets {
+        for (b, counter) in budgets.into_iter().filter(|(b, _)| b.unit == unit) {
             let (spent, held) = self.usage(&counter, b.period.start(now)).await;
             let left = b.limit.saturating_sub(spent).saturating_sub(held);
             least = Some(least.map_or(left, |l| l.min(left)));
@@ -395,7 +439,7 @@ impl Spend {
     /// buckets with the tokens it used, once. Complete answers do this before the client gets
     /// them, so a client's next request sees the budget settled.
     pub async fn settle_budgets(&self, ctx: &mut RequestCtx) {
-        let cost = ctx.cost.unwrap_or(Usd::ZERO);
+        let actual = Amounts::actual(ctx);
         let shared_tokens = self.settle_tokens(ctx);
         let held = ctx.reservation.take();
         if held.is_some() {
@@ -404,15 +448,24 @@ impl Spend {
         let (shared, periods) = match held {
             None if shared_tokens.is_empty() => return,
             None => (None, Vec::new()),
-            Some(Held::Local(r)) => {
-                ctx.charges = self.budgets.settle(r, cost);
+            Some(Held::Local(r, units)) => {
+                let unit_of = |name: &str| {
+                    units
+                        .iter()
+                        .find(|(counter, _)| counter == name)
+                        .map_or(BudgetUnit::Usd, |(_, unit)| *unit)
+                };
+                ctx.charges = self.budgets.settle(r, |name| actual.of(unit_of(name)));
                 return;
             }
             Some(Held::Shared(r, periods)) => (Some(r), periods),
         };
         match self.redis().await {
             Some(Ok(redis)) => {
-                if let Err(e) = redis.settle(shared, cost, &shared_tokens).await {
+                let settled = redis
+                    .settle(shared, |i| actual.of(periods[i].2), &shared_tokens)
+                    .await;
+                if let Err(e) = settled {
                     tracing::error!(error = %e, request_id = %ctx.request_id,
                         "A shared reservation or token bucket was not settled.");
                 }
@@ -422,10 +475,10 @@ impl Spend {
         }
         ctx.charges = periods
             .into_iter()
-            .map(|(name, period_start)| Charge {
+            .map(|(name, period_start, unit)| Charge {
                 name: name.into(),
                 period_start,
-                amount: cost,
+                amount: actual.of(unit),
             })
             .collect();
     }
@@ -442,6 +495,7 @@ impl Spend {
                 budget: b.name.clone(),
                 limit: b.limit,
                 period: b.period,
+                unit: b.unit,
                 refused: false,
             });
         }
@@ -462,6 +516,7 @@ impl Spend {
                 budget: b.name.clone(),
                 limit: b.limit,
                 period: b.period,
+                unit: b.unit,
                 refused: true,
             },
         );
@@ -496,14 +551,16 @@ impl Spend {
 
     /// Every budget's state with its configured limit, for `GET /admin/budgets`.
     pub async fn report(&self, state: &LiveState) -> serde_json::Value {
-        let row = |name: &str, limit: Usd, spent: Usd, reserved: Usd| {
-            serde_json::json!({
-                "name": name,
-                "limit_usd": limit.to_string(),
-                "spent_usd": spent.to_string(),
-                "reserved_usd": reserved.to_string(),
-                "remaining_usd": limit.saturating_sub(spent).saturating_sub(reserved).to_string(),
-            })
+        // `limit_usd`, `spent_usd`, ... or `limit_tokens`, `spent_tokens`, ...
+        let row = |name: &str, unit: BudgetUnit, limit: Usd, spent: Usd, reserved: Usd| {
+            let u = unit.name();
+            let left = limit.saturating_sub(spent).saturating_sub(reserved);
+            let mut row = serde_json::json!({ "name": name, "unit": u });
+            row[format!("limit_{u}")] = unit.show(limit).into();
+            row[format!("spent_{u}")] = unit.show(spent).into();
+            row[format!("reserved_{u}")] = unit.show(reserved).into();
+            row[format!("remaining_{u}")] = unit.show(left).into();
+            row
         };
         let snapshot = self.budgets.snapshot();
         let mut budgets = Vec::new();
@@ -511,7 +568,7 @@ impl Spend {
             let now = b.period.start(unix_now());
             let mut entry = if b.per.is_none() {
                 let (spent, reserved) = self.usage(&b.name, now).await;
-                row(&b.name, b.limit, spent, reserved)
+                row(&b.name, b.unit, b.limit, spent, reserved)
             } else {
                 // One counter per key, user, ...: those this gateway has counted (with shared
                 // budgets, the rest are in Redis only).
@@ -521,10 +578,13 @@ impl Spend {
                     .filter(|c| c.period_start == now)
                     .filter_map(|c| {
                         let entity = c.name.strip_prefix(&prefix)?;
-                        Some(row(entity, b.limit, c.spent, c.reserved))
+                        Some(row(entity, b.unit, b.limit, c.spent, c.reserved))
                     })
                     .collect();
-                serde_json::json!({ "name": b.name, "limit_usd": b.limit.to_string(), "each": counters })
+                let mut entry =
+                    serde_json::json!({ "name": b.name, "unit": b.unit.name(), "each": counters });
+                entry[format!("limit_{}", b.unit.name())] = b.unit.show(b.limit).into();
+                entry
             };
             entry["period"] = b.period.name().into();
             entry["period_start"] = now.into();
@@ -534,7 +594,7 @@ impl Spend {
             let Some(b) = &key.budget else { continue };
             let now = b.period.start(unix_now());
             let (spent, reserved) = self.usage(&b.name, now).await;
-            let mut entry = row(&b.name, b.limit, spent, reserved);
+            let mut entry = row(&b.name, b.unit, b.limit, spent, reserved);
             entry["key"] = key.name.clone().into();
             entry["period"] = b.period.name().into();
             entry["period_start"] = now.into();
@@ -568,22 +628,27 @@ pub async fn over_budget(ctx: &mut RequestCtx) -> Option<ApiError> {
         return None;
     }
     guard.next_check = tokens.saturating_add(GUARD_STEP);
-    let excess = guard
-        .output_price
-        .times(tokens.saturating_sub(guard.reserved_output_tokens));
+    let past = tokens.saturating_sub(guard.reserved_output_tokens);
+    let excess = guard.output_price.times(past);
     let status = guard.status;
     let spend = ctx.spend.clone()?;
-    let left = spend.remaining(ctx).await?;
-    (left < excess).then(|| {
+    let refusal = |left: String| {
         ApiError::new(
             ErrorKind::BudgetExceeded(status),
             format!(
                 "the budget ran out while streaming: this answer is past the output it reserved \
-                 and {left} USD is left"
+                 and {left} is left"
             ),
         )
         .with_code("budget_exceeded")
-    })
+    };
+    if let Some(left) = spend.remaining_in(ctx, BudgetUnit::Usd).await
+        && left < excess
+    {
+        return Some(refusal(format!("{left} USD")));
+    }
+    let left = spend.remaining_in(ctx, BudgetUnit::Tokens).await?;
+    (left < Usd::from_picos(past)).then(|| refusal(format!("{} tokens", left.picos())))
 }
 
 /// How long a shared reservation is held before other gateways may take it back: an hour

@@ -14,19 +14,19 @@ fn benches(c: &mut Criterion) {
             name: "key:team-a/daily",
             limit: Usd::MAX,
             period_start: 0,
+            amount: Usd::from_picos(150_000_000),
         },
         BudgetAsk {
             name: "tenant:acme/monthly",
             limit: Usd::MAX,
             period_start: 0,
+            amount: Usd::from_picos(150_000_000),
         },
     ];
     c.bench_function("budget_reserve_settle/2_budgets", |b| {
         b.iter(|| {
-            let r = budgets
-                .reserve(black_box(&asks), Usd::from_picos(150_000_000))
-                .expect("room");
-            budgets.settle(r, Usd::from_picos(42_000_000))
+            let r = budgets.reserve(black_box(&asks)).expect("room");
+            budgets.settle(r, |_| Usd::from_picos(42_000_000))
         })
     });
 }

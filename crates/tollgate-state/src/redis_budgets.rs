@@ -32,33 +32,32 @@ pub struct RedisBudgetError(#[from] redis::RedisError);
 /// Checks every rate bucket and budget, then takes from all of them or none.
 ///
 /// KEYS: the R rate buckets, then per budget its counter, holds and held amounts. ARGV: R,
-/// the amount to reserve, the hold's id and lifetime (µs), then per bucket its rate (units
-/// per minute) and units, then per budget its limit and TTL. TATs are kept with fractions of
-/// a microsecond, so fast rates (a tpm in the millions) lose nothing to rounding.
+/// the hold's id and lifetime (µs), then per bucket its rate (units per minute) and units,
+/// then per budget its limit, TTL and the amount to reserve (each in the budget's unit).
 /// Returns `{0, ahead_1, ..}` (each bucket's TAT ahead of now, µs), `{-i, retry_after, ahead}`
 /// when bucket i is full, or `{b, spent, reserved}` when budget b has no room. Amounts are
 /// compared as Lua numbers (doubles): exact up to about $9,000 per counter, within
-/// picodollars above; times are exact (µs stay far below 2^53).
+/// picodollars above. TATs are kept with fractions of a microsecond, so fast rates (a tpm in
+/// the millions) lose nothing to rounding.
 const ADMIT: &str = r"
 local r = tonumber(ARGV[1])
-local amount = tonumber(ARGV[2])
-local hold_id = ARGV[3]
+local hold_id = ARGV[2]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local expires = now + tonumber(ARGV[4])
+local expires = now + tonumber(ARGV[3])
 local burst = 60000000
 local tats, aheads = {}, {}
 for i = 1, r do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat < now then tat = now end
-  local new_tat = tat + tonumber(ARGV[4 + 2 * i]) * burst / tonumber(ARGV[3 + 2 * i])
+  local new_tat = tat + tonumber(ARGV[3 + 2 * i]) * burst / tonumber(ARGV[2 + 2 * i])
   if new_tat - now > burst then
     return {-i, string.format('%.0f', new_tat - now - burst), string.format('%.0f', tat - now)}
   end
   tats[i] = new_tat
   aheads[i] = string.format('%.0f', new_tat - now)
 end
-local base = 4 + 2 * r
+local base = 3 + 2 * r
 local budgets = (#KEYS - r) / 3
 for b = 1, budgets do
   local key, holds, held = KEYS[r + 3 * b - 2], KEYS[r + 3 * b - 1], KEYS[r + 3 * b]
@@ -75,7 +74,7 @@ for b = 1, budgets do
   end
   local spent = tonumber(redis.call('HGET', key, 's') or '0')
   local reserved = tonumber(redis.call('HGET', key, 'r') or '0')
-  if spent + reserved + amount > tonumber(ARGV[base + 2 * b - 1]) then
+  if spent + reserved + tonumber(ARGV[base + 3 * b]) > tonumber(ARGV[base + 3 * b - 2]) then
     return {b, string.format('%.0f', spent), string.format('%.0f', reserved)}
   end
 end
@@ -85,10 +84,11 @@ for i = 1, r do
 end
 for b = 1, budgets do
   local key, holds, held = KEYS[r + 3 * b - 2], KEYS[r + 3 * b - 1], KEYS[r + 3 * b]
-  redis.call('HINCRBY', key, 'r', ARGV[2])
+  local amount = ARGV[base + 3 * b]
+  redis.call('HINCRBY', key, 'r', amount)
   redis.call('ZADD', holds, expires, hold_id)
-  redis.call('HSET', held, hold_id, ARGV[2])
-  local ttl = tonumber(ARGV[base + 2 * b])
+  redis.call('HSET', held, hold_id, amount)
+  local ttl = tonumber(ARGV[base + 3 * b - 1])
   if ttl > 0 then
     redis.call('EXPIRE', key, ttl)
     redis.call('EXPIRE', holds, ttl)
@@ -102,23 +102,25 @@ return {0, unpack(aheads)}
 /// the provider reported against the estimate.
 ///
 /// KEYS: three per budget (counter, holds, held), then the token buckets. ARGV: the number of
-/// budget keys, the hold's id, minus the amount reserved, the amount spent, then per bucket
-/// its rate (units per minute) and units (a debt when positive, a refund when negative). A
-/// hold already taken back is not released twice.
+/// budgets, the hold's id, then per budget minus the amount reserved and the amount spent,
+/// then per bucket its rate (units per minute) and units (a debt when positive, a refund when
+/// negative). A hold already taken back is not released twice.
 const SETTLE: &str = r"
-local budget_keys = tonumber(ARGV[1])
-for j = 1, budget_keys, 3 do
-  if redis.call('ZREM', KEYS[j + 1], ARGV[2]) == 1 then
-    redis.call('HDEL', KEYS[j + 2], ARGV[2])
-    redis.call('HINCRBY', KEYS[j], 'r', ARGV[3])
+local budgets = tonumber(ARGV[1])
+for b = 1, budgets do
+  local key, holds, held = KEYS[3 * b - 2], KEYS[3 * b - 1], KEYS[3 * b]
+  if redis.call('ZREM', holds, ARGV[2]) == 1 then
+    redis.call('HDEL', held, ARGV[2])
+    redis.call('HINCRBY', key, 'r', ARGV[1 + 2 * b])
   end
-  redis.call('HINCRBY', KEYS[j], 's', ARGV[4])
+  redis.call('HINCRBY', key, 's', ARGV[2 + 2 * b])
 end
-if #KEYS > budget_keys then
+if #KEYS > 3 * budgets then
   local clock = redis.call('TIME')
   local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-  for i = budget_keys + 1, #KEYS do
-    local a = 4 + 2 * (i - budget_keys)
+  local base = 2 + 2 * budgets
+  for i = 3 * budgets + 1, #KEYS do
+    local a = base + 2 * (i - 3 * budgets)
     local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
     if tat < now then tat = now end
     tat = tat + tonumber(ARGV[a]) * 60000000 / tonumber(ARGV[a - 1])
@@ -192,11 +194,10 @@ pub struct SharedAsk<'a> {
 #[derive(Debug)]
 #[must_use = "a reservation holds budget until it is settled"]
 pub struct SharedReservation {
-    /// The budgets' counters.
-    keys: Vec<String>,
+    /// The budgets' counters, each with the amount held against it.
+    keys: Vec<(String, Usd)>,
     /// The hold's id.
     id: String,
-    amount: Usd,
 }
 
 /// The shared counters.
@@ -264,40 +265,37 @@ impl RedisBudgets {
         format!("{}:rate:{bucket}", self.prefix)
     }
 
-    /// Takes `units` from every rate bucket in `rates` and reserves `amount` against every
-    /// budget in `asks` for at most `hold_for` (the request's deadline), or does nothing and
-    /// says which refused.
+    /// Takes `units` from every rate bucket in `rates` and reserves each ask's amount against
+    /// its budget for at most `hold_for`, or does nothing and says which refused.
     pub async fn admit(
         &self,
         rates: &[SharedRate<'_>],
         asks: &[SharedAsk<'_>],
-        amount: Usd,
         hold_for: Duration,
     ) -> Result<Result<Admitted, Refusal>, RedisBudgetError> {
-        let keys: Vec<String> = asks
+        let keys: Vec<(String, Usd)> = asks
             .iter()
-            .map(|a| self.key(a.ask.name, a.ask.period_start))
+            .map(|a| (self.key(a.ask.name, a.ask.period_start), a.ask.amount))
             .collect();
         let mut invocation = self.admit.prepare_invoke();
         for r in rates {
             invocation.key(self.rate_key(r.bucket));
         }
-        for k in &keys {
+        for (k, _) in &keys {
             for part in Self::hold_keys(k) {
                 invocation.key(part);
             }
         }
         let id = format!("{:032x}", rand::random::<u128>());
-        invocation
-            .arg(rates.len())
-            .arg(int(amount))
-            .arg(&id)
-            .arg(micros(hold_for));
+        invocation.arg(rates.len()).arg(&id).arg(micros(hold_for));
         for r in rates {
             invocation.arg(r.rate.per_minute.max(1)).arg(r.units);
         }
         for a in asks {
-            invocation.arg(int(a.ask.limit)).arg(a.ttl_secs);
+            invocation
+                .arg(int(a.ask.limit))
+                .arg(a.ttl_secs)
+                .arg(int(a.ask.amount));
         }
         let reply: Vec<redis::Value> = invocation.invoke_async(&mut self.conn.clone()).await?;
         let text = |i: usize| match reply.get(i) {
@@ -317,7 +315,7 @@ impl RedisBudgets {
                 .map(|(i, r)| standing(r.rate, span(i + 1)))
                 .collect();
             return Ok(Ok(Admitted {
-                reservation: SharedReservation { keys, id, amount },
+                reservation: SharedReservation { keys, id },
                 standings,
             }));
         }
@@ -340,13 +338,13 @@ impl RedisBudgets {
         })))
     }
 
-    /// Releases `reservation` (if any) and adds `actual` to each budget it held, and moves
-    /// token buckets by what the provider reported against the estimate: one script, one
-    /// round trip.
+    /// Releases `reservation` (if any) and adds to each budget it held what `actual` says
+    /// (by the budget's index in the asks: the cost or the tokens), and moves token buckets by
+    /// what the provider reported against the estimate: one script, one round trip.
     pub async fn settle(
         &self,
         reservation: Option<SharedReservation>,
-        actual: Usd,
+        actual: impl Fn(usize) -> Usd,
         adjustments: &[RateAdjustment],
     ) -> Result<(), RedisBudgetError> {
         let held = reservation.filter(|r| !r.keys.is_empty());
@@ -354,12 +352,12 @@ impl RedisBudgets {
         if held.is_none() && moved.is_empty() {
             return Ok(());
         }
-        let budget_keys = held.as_ref().map_or(0, |r| r.keys.len() * 3);
+        let budgets = held.as_ref().map_or(0, |r| r.keys.len());
         // EVAL, not EVALSHA: off the request path, and never missing after a Redis restart.
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(SETTLE).arg(budget_keys + moved.len());
+        cmd.arg(SETTLE).arg(budgets * 3 + moved.len());
         if let Some(r) = &held {
-            for k in &r.keys {
+            for (k, _) in &r.keys {
                 for part in Self::hold_keys(k) {
                     cmd.arg(part);
                 }
@@ -368,11 +366,18 @@ impl RedisBudgets {
         for a in &moved {
             cmd.arg(self.rate_key(&a.bucket));
         }
-        cmd.arg(budget_keys);
+        cmd.arg(budgets);
         match &held {
-            Some(r) => cmd.arg(&r.id).arg(-int(r.amount)).arg(int(actual)),
-            None => cmd.arg("").arg(0).arg(0),
-        };
+            Some(r) => {
+                cmd.arg(&r.id);
+                for (i, (_, amount)) in r.keys.iter().enumerate() {
+                    cmd.arg(-int(*amount)).arg(int(actual(i)));
+                }
+            }
+            None => {
+                cmd.arg("");
+            }
+        }
         for a in &moved {
             cmd.arg(a.rate.per_minute.max(1)).arg(a.delta);
         }

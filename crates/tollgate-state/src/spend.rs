@@ -1,4 +1,6 @@
 //! Budget counters: reserve the worst case before a call, settle the actual cost after it.
+//! A counter's unit is its caller's: picodollars for a USD budget, tokens for a token budget
+//! (each ask carries its own amount).
 //!
 //! Each budget holds what was spent in its current period and what is reserved by calls in
 //! flight. A call reserves against every budget that applies, all or none, under the
@@ -21,6 +23,8 @@ pub struct BudgetAsk<'a> {
     pub limit: Usd,
     /// When its current period began.
     pub period_start: i64,
+    /// What to reserve against it, in its unit.
+    pub amount: Usd,
 }
 
 /// A refused reservation: the first budget without room.
@@ -61,16 +65,11 @@ impl Counter {
 #[derive(Debug)]
 #[must_use = "a reservation holds budget until it is settled"]
 pub struct Reservation {
-    amount: Usd,
-    held: Vec<(Arc<str>, Arc<Mutex<Counter>>, i64)>,
+    held: Vec<HeldCounter>,
 }
 
-impl Reservation {
-    /// The amount held against each budget.
-    pub fn amount(&self) -> Usd {
-        self.amount
-    }
-}
+/// One budget a reservation holds: its name, counter, period and the amount held.
+type HeldCounter = (Arc<str>, Arc<Mutex<Counter>>, i64, Usd);
 
 /// One budget's share of a settled call, for the durable store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,17 +122,13 @@ impl Budgets {
         }
     }
 
-    /// Reserves `amount` against every budget in `asks`, or none of them.
-    pub fn reserve(
-        &self,
-        asks: &[BudgetAsk<'_>],
-        amount: Usd,
-    ) -> Result<Reservation, BudgetExceeded> {
-        let mut held: Vec<(Arc<str>, Arc<Mutex<Counter>>, i64)> = asks
+    /// Reserves each ask's amount against its budget, on every budget in `asks` or none.
+    pub fn reserve(&self, asks: &[BudgetAsk<'_>]) -> Result<Reservation, BudgetExceeded> {
+        let mut held: Vec<HeldCounter> = asks
             .iter()
             .map(|a| {
                 let (name, counter) = self.counter(a.name);
-                (name, counter, a.period_start)
+                (name, counter, a.period_start, a.amount)
             })
             .collect();
         held.sort_by(|a, b| a.0.cmp(&b.0));
@@ -141,9 +136,10 @@ impl Budgets {
         let limits: HashMap<&str, Usd> = asks.iter().map(|a| (a.name, a.limit)).collect();
         let mut guards: Vec<_> = held
             .iter()
-            .map(|(_, c, _)| c.lock().unwrap_or_else(PoisonError::into_inner))
+            .map(|(_, c, _, _)| c.lock().unwrap_or_else(PoisonError::into_inner))
             .collect();
-        for ((name, _, period_start), counter) in held.iter().zip(guards.iter_mut()) {
+        for ((name, _, period_start, amount), counter) in held.iter().zip(guards.iter_mut()) {
+            let amount = *amount;
             counter.roll(*period_start);
             let limit = limits.get(&**name).copied().unwrap_or(Usd::MAX);
             let committed = counter.spent.saturating_add(counter.reserved);
@@ -161,27 +157,30 @@ impl Budgets {
         // request rolled it first).
         let periods: Vec<i64> = guards
             .iter_mut()
-            .map(|counter| {
-                counter.reserved = counter.reserved.saturating_add(amount);
+            .zip(&held)
+            .map(|(counter, (_, _, _, amount))| {
+                counter.reserved = counter.reserved.saturating_add(*amount);
                 counter.period_start
             })
             .collect();
         drop(guards);
-        for ((_, _, period_start), counter_period) in held.iter_mut().zip(periods) {
+        for ((_, _, period_start, _), counter_period) in held.iter_mut().zip(periods) {
             *period_start = counter_period;
         }
-        Ok(Reservation { amount, held })
+        Ok(Reservation { held })
     }
 
-    /// Releases `reservation` and adds `actual` to each budget it held.
-    pub fn settle(&self, reservation: Reservation, actual: Usd) -> Vec<Charge> {
+    /// Releases `reservation` and adds to each budget it held what `actual` says that budget
+    /// was charged (by name: a USD budget the cost, a token budget the tokens).
+    pub fn settle(&self, reservation: Reservation, actual: impl Fn(&str) -> Usd) -> Vec<Charge> {
         reservation
             .held
             .into_iter()
-            .map(|(name, counter, period_start)| {
+            .map(|(name, counter, period_start, amount)| {
+                let actual = actual(&name);
                 let mut c = counter.lock().unwrap_or_else(PoisonError::into_inner);
                 if c.period_start == period_start {
-                    c.reserved = c.reserved.saturating_sub(reservation.amount);
+                    c.reserved = c.reserved.saturating_sub(amount);
                 }
                 c.spent = c.spent.saturating_add(actual);
                 Charge {

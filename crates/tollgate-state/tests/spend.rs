@@ -14,7 +14,18 @@ fn ask(name: &str, limit: f64, period_start: i64) -> BudgetAsk<'_> {
         name,
         limit: dollars(limit),
         period_start,
+        amount: Usd::ZERO,
     }
+}
+
+/// `asks`, each reserving `amount`.
+fn with<'a>(asks: &[BudgetAsk<'a>], amount: Usd) -> Vec<BudgetAsk<'a>> {
+    asks.iter()
+        .map(|a| BudgetAsk {
+            amount,
+            ..a.clone()
+        })
+        .collect()
 }
 
 #[test]
@@ -28,12 +39,13 @@ fn concurrent_calls_never_commit_more_than_the_limit() {
             std::thread::spawn(move || {
                 let mut settled = Usd::ZERO;
                 for i in 0..200u64 {
-                    let Ok(r) = budgets.reserve(&[ask("team", limit, 0)], dollars(0.03)) else {
+                    let Ok(r) = budgets.reserve(&with(&[ask("team", limit, 0)], dollars(0.03)))
+                    else {
                         continue;
                     };
                     let actual = Usd::from_picos(dollars(0.01).picos() + (t * 7 + i) % 1_000_000);
                     settled = settled.saturating_add(actual);
-                    let charges = budgets.settle(r, actual);
+                    let charges = budgets.settle(r, |_| actual);
                     assert_eq!(charges.len(), 1);
                 }
                 settled
@@ -57,10 +69,16 @@ fn concurrent_calls_never_commit_more_than_the_limit() {
 fn a_reservation_is_all_or_nothing_across_budgets() {
     let budgets = Budgets::default();
     let r = budgets
-        .reserve(&[ask("key", 1.0, 0), ask("tenant", 0.5, 0)], dollars(0.4))
+        .reserve(&with(
+            &[ask("key", 1.0, 0), ask("tenant", 0.5, 0)],
+            dollars(0.4),
+        ))
         .expect("room in both");
     let refused = budgets
-        .reserve(&[ask("key", 1.0, 0), ask("tenant", 0.5, 0)], dollars(0.2))
+        .reserve(&with(
+            &[ask("key", 1.0, 0), ask("tenant", 0.5, 0)],
+            dollars(0.2),
+        ))
         .expect_err("tenant is full");
     assert_eq!(refused.name, "tenant");
     // The refusal held nothing on `key`.
@@ -70,7 +88,7 @@ fn a_reservation_is_all_or_nothing_across_budgets() {
         .find(|b| b.name == "key")
         .expect("key");
     assert_eq!(key.reserved, dollars(0.4));
-    budgets.settle(r, dollars(0.1));
+    budgets.settle(r, |_| dollars(0.1));
     let snap = budgets.snapshot();
     assert!(
         snap.iter()
@@ -82,20 +100,20 @@ fn a_reservation_is_all_or_nothing_across_budgets() {
 fn a_new_period_starts_from_zero_and_late_settlements_count_in_it() {
     let budgets = Budgets::default();
     let held = budgets
-        .reserve(&[ask("daily", 1.0, 100)], dollars(0.9))
+        .reserve(&with(&[ask("daily", 1.0, 100)], dollars(0.9)))
         .expect("room");
     assert!(
         budgets
-            .reserve(&[ask("daily", 1.0, 100)], dollars(0.2))
+            .reserve(&with(&[ask("daily", 1.0, 100)], dollars(0.2)))
             .is_err()
     );
     // The next day: the old reservation is forgotten, so there is room again.
     let next = budgets
-        .reserve(&[ask("daily", 1.0, 200)], dollars(0.5))
+        .reserve(&with(&[ask("daily", 1.0, 200)], dollars(0.5)))
         .expect("new period");
-    let charges = budgets.settle(held, dollars(0.3));
+    let charges = budgets.settle(held, |_| dollars(0.3));
     assert_eq!(charges[0].period_start, 200);
-    budgets.settle(next, dollars(0.5));
+    budgets.settle(next, |_| dollars(0.5));
     let snap = &budgets.snapshot()[0];
     assert_eq!(
         (snap.period_start, snap.spent, snap.reserved),
@@ -111,7 +129,7 @@ async fn spend_and_ledger_survive_a_restart_and_add_up() {
     let mut batch = Vec::new();
     for i in 0..10u64 {
         let r = budgets
-            .reserve(&[ask("k", 1.0, 0)], dollars(0.05))
+            .reserve(&with(&[ask("k", 1.0, 0)], dollars(0.05)))
             .expect("room");
         let cost = Usd::from_picos(12_345_678 * (i + 1));
         batch.push(LedgerEntry {
@@ -120,7 +138,7 @@ async fn spend_and_ledger_survive_a_restart_and_add_up() {
             model: "m".into(),
             cost,
             status: 200,
-            charges: budgets.settle(r, cost),
+            charges: budgets.settle(r, |_| cost),
             ..LedgerEntry::default()
         });
     }
@@ -136,6 +154,22 @@ async fn spend_and_ledger_survive_a_restart_and_add_up() {
     let spent = restored.snapshot()[0].spent;
     assert_eq!(spent, budgets.snapshot()[0].spent);
     assert_eq!(store.ledger_total("k", 0).await.expect("sum"), spent);
+}
+
+/// Shared `asks`, each reserving `amount`.
+fn shared_with<'a>(
+    asks: &[tollgate_state::redis_budgets::SharedAsk<'a>],
+    amount: Usd,
+) -> Vec<tollgate_state::redis_budgets::SharedAsk<'a>> {
+    asks.iter()
+        .map(|a| tollgate_state::redis_budgets::SharedAsk {
+            ask: BudgetAsk {
+                amount,
+                ..a.ask.clone()
+            },
+            ttl_secs: a.ttl_secs,
+        })
+        .collect()
 }
 
 /// How long test reservations are held before they are taken back.
@@ -165,7 +199,7 @@ async fn shared_counters_hold_across_gateways() {
                     ttl_secs: 600,
                 }];
                 let Ok(admitted) = budgets
-                    .admit(&[], &asks, dollars(0.03), HOLD)
+                    .admit(&[], &shared_with(&asks, dollars(0.03)), HOLD)
                     .await
                     .expect("redis")
                 else {
@@ -173,7 +207,7 @@ async fn shared_counters_hold_across_gateways() {
                 };
                 let actual = Usd::from_picos(dollars(0.01).picos() + (g as u64 * 13 + i) % 999_983);
                 budgets
-                    .settle(Some(admitted.reservation), actual, &[])
+                    .settle(Some(admitted.reservation), |_| actual, &[])
                     .await
                     .expect("settle");
                 settled = settled.saturating_add(actual);
@@ -197,11 +231,13 @@ async fn shared_counters_hold_across_gateways() {
     let refused = gateways[1]
         .admit(
             &[],
-            &[SharedAsk {
-                ask: ask("shared", 1.0, 0),
-                ttl_secs: 600,
-            }],
-            dollars(0.5),
+            &shared_with(
+                &[SharedAsk {
+                    ask: ask("shared", 1.0, 0),
+                    ttl_secs: 600,
+                }],
+                dollars(0.5),
+            ),
             HOLD,
         )
         .await
@@ -236,14 +272,14 @@ async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
     };
     for i in 0..10 {
         let admitted = gateways[i % 2]
-            .admit(&[rpm], &[], Usd::ZERO, HOLD)
+            .admit(&[rpm], &shared_with(&[], Usd::ZERO), HOLD)
             .await
             .expect("redis")
             .expect("within the limit");
         assert_eq!(admitted.standings[0].remaining, 9 - i as u64);
     }
     let refused = gateways[0]
-        .admit(&[rpm], &[], Usd::ZERO, HOLD)
+        .admit(&[rpm], &shared_with(&[], Usd::ZERO), HOLD)
         .await
         .expect("redis");
     let Err(Refusal::Rate {
@@ -272,12 +308,12 @@ async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
         ttl_secs: 600,
     }];
     let refused = gateways[1]
-        .admit(&[tpm], &tiny, dollars(0.02), HOLD)
+        .admit(&[tpm], &shared_with(&tiny, dollars(0.02)), HOLD)
         .await
         .expect("redis");
     assert!(matches!(refused, Err(Refusal::Budget(_))), "{refused:?}");
     let admitted = gateways[1]
-        .admit(&[tpm], &tiny, dollars(0.005), HOLD)
+        .admit(&[tpm], &shared_with(&tiny, dollars(0.005)), HOLD)
         .await
         .expect("redis")
         .expect("room in both");
@@ -289,7 +325,7 @@ async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
     gateways[1]
         .settle(
             Some(admitted.reservation),
-            dollars(0.004),
+            |_| dollars(0.004),
             &[RateAdjustment {
                 bucket: "tpm|r|k".into(),
                 rate: Rate { per_minute: 1000 },
@@ -300,14 +336,14 @@ async fn shared_rate_limits_hold_across_gateways_and_with_budgets() {
         .expect("settle");
     let small = SharedRate { units: 100, ..tpm };
     let after = gateways[0]
-        .admit(&[small], &[], Usd::ZERO, HOLD)
+        .admit(&[small], &shared_with(&[], Usd::ZERO), HOLD)
         .await
         .expect("redis")
         .expect("100 of the last 100");
     assert_eq!(after.standings[0].remaining, 0);
     assert!(
         gateways[0]
-            .admit(&[small], &[], Usd::ZERO, HOLD)
+            .admit(&[small], &shared_with(&[], Usd::ZERO), HOLD)
             .await
             .expect("redis")
             .is_err()
@@ -336,13 +372,13 @@ async fn reservations_of_a_dead_gateway_expire_with_their_deadline() {
     }];
     let short = Duration::from_millis(100);
     let crashed = redis
-        .admit(&[], &asks, dollars(0.7), short)
+        .admit(&[], &shared_with(&asks, dollars(0.7)), short)
         .await
         .expect("redis")
         .expect("room");
     assert!(
         redis
-            .admit(&[], &asks, dollars(0.5), HOLD)
+            .admit(&[], &shared_with(&asks, dollars(0.5)), HOLD)
             .await
             .expect("redis")
             .is_err(),
@@ -350,7 +386,7 @@ async fn reservations_of_a_dead_gateway_expire_with_their_deadline() {
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
     let next = redis
-        .admit(&[], &asks, dollars(0.5), HOLD)
+        .admit(&[], &shared_with(&asks, dollars(0.5)), HOLD)
         .await
         .expect("redis")
         .expect("the dead request's hold was taken back");
@@ -360,7 +396,7 @@ async fn reservations_of_a_dead_gateway_expire_with_their_deadline() {
     );
     // The "dead" request settles after all: its spend counts, its hold is not released twice.
     redis
-        .settle(Some(crashed.reservation), dollars(0.2), &[])
+        .settle(Some(crashed.reservation), |_| dollars(0.2), &[])
         .await
         .expect("settle");
     assert_eq!(
@@ -368,7 +404,7 @@ async fn reservations_of_a_dead_gateway_expire_with_their_deadline() {
         (dollars(0.2), dollars(0.5))
     );
     redis
-        .settle(Some(next.reservation), dollars(0.1), &[])
+        .settle(Some(next.reservation), |_| dollars(0.1), &[])
         .await
         .expect("settle");
     assert_eq!(
@@ -399,7 +435,7 @@ async fn the_postgres_store_adds_up_like_sqlite() {
     let mut batch = Vec::new();
     for i in 0..10u64 {
         let r = budgets
-            .reserve(&[ask(&unique, 1.0, 0)], dollars(0.05))
+            .reserve(&with(&[ask(&unique, 1.0, 0)], dollars(0.05)))
             .expect("room");
         let cost = Usd::from_picos(987_654_321 * (i + 1));
         batch.push(LedgerEntry {
@@ -408,7 +444,7 @@ async fn the_postgres_store_adds_up_like_sqlite() {
             model: "m".into(),
             cost,
             status: 200,
-            charges: budgets.settle(r, cost),
+            charges: budgets.settle(r, |_| cost),
             ..LedgerEntry::default()
         });
     }
@@ -430,13 +466,13 @@ fn a_request_from_an_older_period_releases_what_it_reserved() {
     // reservation lands in the counter's period, and settling it must release it there.
     let budgets = Budgets::default();
     let newer = budgets
-        .reserve(&[ask("b", 1.0, 200)], dollars(0.1))
+        .reserve(&with(&[ask("b", 1.0, 200)], dollars(0.1)))
         .expect("room");
-    budgets.settle(newer, dollars(0.1));
+    budgets.settle(newer, |_| dollars(0.1));
     let older = budgets
-        .reserve(&[ask("b", 1.0, 100)], dollars(0.5))
+        .reserve(&with(&[ask("b", 1.0, 100)], dollars(0.5)))
         .expect("room");
-    let charges = budgets.settle(older, dollars(0.2));
+    let charges = budgets.settle(older, |_| dollars(0.2));
     assert_eq!(charges[0].period_start, 200);
     let snap = &budgets.snapshot()[0];
     assert_eq!((snap.spent, snap.reserved), (dollars(0.3), Usd::ZERO));

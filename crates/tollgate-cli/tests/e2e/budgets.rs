@@ -420,3 +420,77 @@ async fn each_user_runs_out_of_their_own_budget() {
     let names: Vec<&str> = each.iter().filter_map(|r| r["name"].as_str()).collect();
     assert!(names.contains(&"ana") && names.contains(&"bo"), "{report}");
 }
+
+/// A budget in tokens: requests reserve their worst case in tokens (the body's bytes plus
+/// `max_tokens`), are settled with the tokens the provider reported, and are refused once the
+/// cap cannot cover the next one. A budget may cap dollars and tokens at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_budget_counts_reported_tokens_and_runs_out() {
+    let m = mock().await;
+    let data = tempfile::tempdir().expect("dir");
+    let gw = Gateway::start(&metered(&m, data.path(), 1000.0).replace(
+        "limit_usd = 1000\n",
+        "limit_usd = 1000\nlimit_tokens = 400\nname = \"cap\"\n",
+    ))
+    .await;
+    let mut used = 0u64;
+    let mut refused = None;
+    for _ in 0..50 {
+        let resp = gw
+            .post("/v1/chat/completions")
+            .json(&request())
+            .send()
+            .await
+            .expect("send");
+        if resp.status() != 200 {
+            refused = Some(resp);
+            break;
+        }
+        let body: Value = resp.json().await.expect("json");
+        used += body["usage"]["total_tokens"].as_u64().expect("tokens");
+    }
+    let refused = refused.expect("the token budget ran out");
+    assert_eq!(refused.status(), 402);
+    let err: Value = refused.json().await.expect("json");
+    assert_eq!(err["error"]["code"], "budget_exceeded");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("cap:tokens"),
+        "{err}"
+    );
+    let report: Value = reqwest::get(format!("{}/admin/budgets", gw.admin_url))
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    let tokens = report["budgets"]
+        .as_array()
+        .expect("budgets")
+        .iter()
+        .find(|b| b["name"] == "cap:tokens")
+        .expect("the token cap")
+        .clone();
+    assert_eq!(tokens["unit"], "tokens");
+    assert_eq!(tokens["limit_tokens"], "400");
+    assert_eq!(
+        tokens["spent_tokens"],
+        used.to_string(),
+        "settled with the reported tokens"
+    );
+    assert!(used <= 400);
+    let dollars = report["budgets"]
+        .as_array()
+        .expect("budgets")
+        .iter()
+        .find(|b| b["name"] == "cap")
+        .expect("the dollar cap")
+        .clone();
+    assert_eq!(dollars["unit"], "usd");
+    assert_ne!(
+        dollars["spent_usd"], "0",
+        "the same requests were charged in dollars too"
+    );
+}

@@ -198,7 +198,8 @@ fn budget_limit_and_key_mistakes_are_reported_with_their_place() {
          [[keys]]\nname = \"a\"\nhash = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\ntenant = \"t\"\nexpires = \"next tuesday\"\n\n\
          [[budgets]]\nkey = \"nobody\"\nlimit_usd = 1.0\nperiod = \"fortnightly\"\n\n\
          [[rate_limits]]\nper = \"planet\"\n\n\
-         [[budgets]]\nname = \"a|b\"\nlimit_usd = 1.0\n",
+         [[budgets]]\nname = \"a|b\"\nlimit_usd = 1.0\n\n\
+         [[budgets]]\nname = \"nothing\"\n",
     );
     assert!(!ok);
     for want in [
@@ -208,6 +209,7 @@ fn budget_limit_and_key_mistakes_are_reported_with_their_place() {
         "rate_limits[0].per: expected `key`, `team`, `tenant`, `user`, `session` or `model`",
         "rate_limits[0]: set `rpm`, `tpm` or both",
         "budgets[1]: the name \"a|b\" must not contain `|` or start with `@`",
+        "budgets[2]: set `limit_usd`, `limit_tokens` or both",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
