@@ -463,7 +463,11 @@ impl Spend {
         match self.redis().await {
             Some(Ok(redis)) => {
                 let settled = redis
-                    .settle(shared, |i| actual.of(periods[i].2), &shared_tokens)
+                    .settle(
+                        shared,
+                        |i| actual.of(periods.get(i).map_or(BudgetUnit::Usd, |p| p.2)),
+                        &shared_tokens,
+                    )
                     .await;
                 if let Err(e) = settled {
                     tracing::error!(error = %e, request_id = %ctx.request_id,
