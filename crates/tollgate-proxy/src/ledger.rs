@@ -49,7 +49,12 @@ pub(crate) fn entry(ctx: &RequestCtx, cost: Usd, charges: Vec<Charge>) -> Ledger
         user: ctx.user.clone(),
         session: ctx.session.clone(),
         tags: (!ctx.tags.is_empty()).then(|| ctx.tags.join(",")),
-        attempts: (!ctx.attempt_log.is_empty())
+        // Kept only when there is more to say than `provider` and `upstream_model`: a failed
+        // attempt (most requests have one attempt that answered; this keeps their rows small).
+        attempts: ctx
+            .attempt_log
+            .iter()
+            .any(|a| a.outcome != "ok")
             .then(|| serde_json::to_string(&ctx.attempt_log).unwrap_or_default()),
         charges,
     }

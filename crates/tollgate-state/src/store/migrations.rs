@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Every migration, oldest first. An applied migration is checksummed: never edit one, add
 /// the next.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (
         1,
         "spend and ledger",
@@ -32,6 +32,11 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
         5,
         "ledger request index",
         include_str!("../../migrations/0005_ledger_request_index.sql"),
+    ),
+    (
+        6,
+        "drop unused ledger indexes",
+        include_str!("../../migrations/0006_drop_unused_ledger_indexes.sql"),
     ),
 ];
 
