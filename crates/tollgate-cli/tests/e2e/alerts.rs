@@ -1,7 +1,7 @@
 //! Webhook alerts: a budget passing 50% and then refusing a request sends one alert each,
 //! once; a key's spend jumping far above its trailing mean sends an anomaly alert.
 
-use crate::harness::{Gateway, chat, mock, mock_provider};
+use crate::harness::{Gateway, ask_mock, chat, mock, mock_provider};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -90,15 +90,7 @@ const PRICE_OUT: f64 = 2000.0;
 /// The mock's answer to "hello" in tokens, and what it costs at the test prices, asked of the
 /// mock directly; then a request for `m` capped at that many tokens.
 async fn measured(m: &tollgate_mock::MockHandle) -> (f64, Value) {
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/chat/completions", m.base_url()))
-        .json(&chat("mock", "hello"))
-        .send()
-        .await
-        .expect("mock")
-        .json()
-        .await
-        .expect("json");
+    let v = ask_mock(m, &chat("mock", "hello")).await;
     let u = &v["usage"];
     let tokens = |f: &str| u[f].as_u64().expect("tokens");
     let cost = (tokens("prompt_tokens") as f64 * PRICE_IN

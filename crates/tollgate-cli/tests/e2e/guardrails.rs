@@ -2,7 +2,7 @@
 //! it, a prompt injection refused with 403, a complete answer redacted, and a stream stopped
 //! mid-way when its text trips an answer guardrail.
 
-use crate::harness::{Gateway, mock, mock_provider};
+use crate::harness::{Gateway, ask_mock, mock, mock_provider};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
@@ -100,15 +100,11 @@ async fn personal_data_is_redacted_and_injections_are_refused() {
 
 /// The mock's answer to `prompt`, asked of it directly.
 async fn mock_answer(m: &tollgate_mock::MockHandle, prompt: &str) -> String {
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/chat/completions", m.base_url()))
-        .json(&json!({"model": "mock", "messages": [{"role": "user", "content": prompt}]}))
-        .send()
-        .await
-        .expect("mock")
-        .json()
-        .await
-        .expect("json");
+    let v = ask_mock(
+        m,
+        &json!({"model": "mock", "messages": [{"role": "user", "content": prompt}]}),
+    )
+    .await;
     v["choices"][0]["message"]["content"]
         .as_str()
         .expect("text")

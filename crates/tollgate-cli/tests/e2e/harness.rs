@@ -218,6 +218,23 @@ pub fn chat(model: &str, content: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]})
 }
 
+/// `body` sent straight to the mock's `/chat/completions`, past the gateway: its JSON answer
+/// (what the gateway would get for it).
+pub async fn ask_mock(
+    m: &tollgate_mock::MockHandle,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{}/chat/completions", m.base_url()))
+        .json(body)
+        .send()
+        .await
+        .expect("mock")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// A mock provider with default behaviour, on a free port.
 pub async fn mock() -> tollgate_mock::MockHandle {
     tollgate_mock::spawn("127.0.0.1:0", tollgate_mock::MockConfig::default())

@@ -1,7 +1,7 @@
 //! Rate limits: requests and tokens per minute, per key, user or model, with OpenAI's
 //! `x-ratelimit-*` headers and a 429 with `retry-after` once a bucket is empty.
 
-use crate::harness::{Gateway, mock, mock_provider};
+use crate::harness::{Gateway, ask_mock, mock, mock_provider};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -165,15 +165,11 @@ async fn gateways_sharing_redis_share_one_bucket() {
     // Complete answers settle before they are sent: the sixth request's bucket holds what
     // the provider reported for the first five, and its own estimate (a quarter of its
     // body's bytes).
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/chat/completions", m.base_url()))
-        .json(&json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("mock")
-        .json()
-        .await
-        .expect("json");
+    let v = ask_mock(
+        &m,
+        &json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     let reported = v["usage"]["total_tokens"].as_u64().expect("tokens");
     let left: u64 = tokens_left[5]
         .as_deref()

@@ -85,6 +85,25 @@ const BUMP_REVISION: &str = "UPDATE key_revision SET revision = revision + 1 WHE
 /// The revision the change just took.
 const THIS_REVISION: &str = "(SELECT revision FROM key_revision WHERE id = 1)";
 
+/// Runs one change to `api_keys` (`$text` with its bindings) in a transaction that first moves
+/// the key revision on; evaluates to the rows it touched.
+macro_rules! key_change {
+    ($store:expr, $text:expr, $($bind:expr),+ $(,)?) => {
+        on_pool!(&$store.pool, |p| async {
+            let mut tx = p.begin().await?;
+            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
+            let n = sqlx::query($text)
+                $(.bind($bind))+
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(n)
+        }
+        .await)
+    };
+}
+
 impl Store {
     /// Every stored key, revoked ones included.
     pub async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
@@ -110,28 +129,23 @@ impl Store {
              VALUES (?, ?, ?, ?, ?, ?, {THIS_REVISION}, ?, ?, ?, ?, ?, ?)"
         ));
         let l = &key.limits;
-        let done = on_pool!(&self.pool, |p| async {
-            let mut tx = p.begin().await?;
-            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
-            sqlx::query(&text)
-                .bind(&key.name)
-                .bind(&key.hash)
-                .bind(&key.display)
-                .bind(&key.tenant)
-                .bind(&key.team)
-                .bind(key.created_ms)
-                .bind(l.expires_at)
-                .bind(key.revoked_ms)
-                .bind(l.budget.as_ref().map(|(usd, _)| int(usd.picos())))
-                .bind(l.budget.as_ref().map(|(_, period)| period.clone()))
-                .bind(l.rpm.map(int))
-                .bind(l.tpm.map(int))
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
-        }
-        .await);
-        done.map_err(|e| {
+        let done = key_change!(
+            self,
+            &text,
+            &key.name,
+            &key.hash,
+            &key.display,
+            &key.tenant,
+            &key.team,
+            key.created_ms,
+            l.expires_at,
+            key.revoked_ms,
+            l.budget.as_ref().map(|(usd, _)| int(usd.picos())),
+            l.budget.as_ref().map(|(_, period)| period.clone()),
+            l.rpm.map(int),
+            l.tpm.map(int),
+        );
+        done.map(|_| ()).map_err(|e| {
             if is_unique_violation(&e) {
                 StoreError::KeyExists(key.name.clone())
             } else {
@@ -147,19 +161,7 @@ impl Store {
             "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?), revision = {THIS_REVISION}
              WHERE name = ?"
         ));
-        let done = on_pool!(&self.pool, |p| async {
-            let mut tx = p.begin().await?;
-            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
-            let n = sqlx::query(&text)
-                .bind(at_ms)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(n)
-        }
-        .await);
+        let done = key_change!(self, &text, at_ms, name);
         Ok(done.map_err(|e| self.sql(e))? == 1)
     }
 
@@ -175,20 +177,7 @@ impl Store {
             "UPDATE api_keys SET hash = ?, display = ?, revision = {THIS_REVISION}
              WHERE name = ? AND revoked_ms IS NULL"
         ));
-        let done = on_pool!(&self.pool, |p| async {
-            let mut tx = p.begin().await?;
-            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
-            let n = sqlx::query(&text)
-                .bind(hash)
-                .bind(display)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(n)
-        }
-        .await);
+        let done = key_change!(self, &text, hash, display, name);
         Ok(done.map_err(|e| self.sql(e))? == 1)
     }
 
@@ -199,23 +188,16 @@ impl Store {
                 tpm = ?, revision = {THIS_REVISION}
              WHERE name = ?"
         ));
-        let done = on_pool!(&self.pool, |p| async {
-            let mut tx = p.begin().await?;
-            sqlx::query(BUMP_REVISION).execute(&mut *tx).await?;
-            let n = sqlx::query(&text)
-                .bind(l.expires_at)
-                .bind(l.budget.as_ref().map(|(usd, _)| int(usd.picos())))
-                .bind(l.budget.as_ref().map(|(_, period)| period.clone()))
-                .bind(l.rpm.map(int))
-                .bind(l.tpm.map(int))
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(n)
-        }
-        .await);
+        let done = key_change!(
+            self,
+            &text,
+            l.expires_at,
+            l.budget.as_ref().map(|(usd, _)| int(usd.picos())),
+            l.budget.as_ref().map(|(_, period)| period.clone()),
+            l.rpm.map(int),
+            l.tpm.map(int),
+            name
+        );
         Ok(done.map_err(|e| self.sql(e))? == 1)
     }
 }
