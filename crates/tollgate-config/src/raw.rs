@@ -158,8 +158,8 @@ pub struct RawBudget {
     /// A cap for each `key`, `team`, `tenant`, `user` (`x-tollgate-user` or the body's `user`),
     /// `session` (`x-tollgate-session`) or `model` separately. Default: one cap for all.
     pub per: Option<String>,
-    /// The cap in USD. Set this, `limit_tokens`, or both (two caps: the budget's name counts
-    /// dollars, `NAME:tokens` tokens).
+    /// The cap in USD. Set this, `limit_tokens`, or both (the budget's name counts dollars,
+    /// `NAME:tokens` tokens).
     pub limit_usd: Option<f64>,
     /// The cap in tokens (prompt and output).
     pub limit_tokens: Option<u64>,

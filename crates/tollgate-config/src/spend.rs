@@ -335,7 +335,13 @@ pub(crate) fn check_budgets(
                 continue;
             }
             (Some(usd), None) => vec![(name, BudgetUnit::Usd, Usd::from_dollars(usd))],
-            (None, Some(tokens)) => vec![(name, BudgetUnit::Tokens, Usd::from_picos(tokens))],
+            // Always its own counter name, so a budget switched between units never reads the
+            // other unit's spend.
+            (None, Some(tokens)) => vec![(
+                format!("{name}:tokens"),
+                BudgetUnit::Tokens,
+                Usd::from_picos(tokens),
+            )],
             (Some(usd), Some(tokens)) => vec![
                 (name.clone(), BudgetUnit::Usd, Usd::from_dollars(usd)),
                 (
@@ -353,7 +359,7 @@ pub(crate) fn check_budgets(
             continue;
         };
         for (name, unit, limit) in caps.into_iter() {
-            if unit == BudgetUnit::Tokens && b.limit_usd.is_some() && !names.insert(name.clone()) {
+            if unit == BudgetUnit::Tokens && !names.insert(name.clone()) {
                 ck.error(
                     &bp,
                     format!("two budgets are named {name:?}: give each a `name`"),

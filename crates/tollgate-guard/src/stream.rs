@@ -21,8 +21,13 @@ pub enum StreamVerdict {
 }
 
 /// Bytes of earlier text checked again with each chunk: longer than any pattern a guardrail
-/// looks for (an e-mail address is at most 254 bytes).
+/// looks for (an e-mail address is at most 254 bytes). While a match is undecided the window
+/// is not trimmed, so a long one (a key) is judged whole.
 pub const CARRY: usize = 256;
+
+/// An undecided match may hold text back this long at most; past it, the stream stops (a
+/// single secret-shaped token this long is no answer).
+pub const MAX_UNDECIDED: usize = 64 * 1024;
 
 /// The guardrails of one streamed answer, and the text they carry over.
 #[derive(Debug)]
@@ -75,8 +80,21 @@ impl StreamCheck {
         }
         self.window.push_str(text);
         let verdict = self.verdict(false);
-        if matches!(verdict, StreamVerdict::Stop(_)) {
-            return verdict;
+        match verdict {
+            StreamVerdict::Stop(_) => return verdict,
+            StreamVerdict::Undecided if self.window.len() > MAX_UNDECIDED => {
+                let guardrail = self
+                    .guards
+                    .first()
+                    .map_or_else(String::new, |g| g.name.clone());
+                return StreamVerdict::Stop(Denied {
+                    guardrail,
+                    reason: "the answer holds an undecided match too long".to_owned(),
+                });
+            }
+            // Keep the whole undecided match in view.
+            StreamVerdict::Undecided => return verdict,
+            StreamVerdict::Clear => {}
         }
         // Keep the tail, cut on a character boundary.
         if self.window.len() > CARRY {
@@ -151,6 +169,19 @@ mod tests {
             matches!(check.finish(), StreamVerdict::Stop(_)),
             "the stream ended on the word"
         );
+    }
+
+    #[test]
+    fn a_match_longer_than_the_carry_is_judged_whole() {
+        let set = Guardrails::new(vec![pii(Action::Deny)]);
+        let mut check = set.stream("m").expect("answer guardrails");
+        assert_eq!(check.push("here is the key sk-"), StreamVerdict::Clear);
+        assert_eq!(check.push("abcdefghij"), StreamVerdict::Clear, "too short for a key");
+        // From 20 characters on it is a key that may go on: held, for far past the carry.
+        for _ in 0..40 {
+            assert_eq!(check.push("abcdefghij"), StreamVerdict::Undecided);
+        }
+        assert!(matches!(check.push(" and more"), StreamVerdict::Stop(_)));
     }
 
     #[test]

@@ -194,13 +194,17 @@ impl StreamGuardrails {
         }
     }
 
-    /// The text of the lines that `bytes` completes.
-    fn text(&mut self, api: ClientApi, bytes: &[u8]) -> String {
+    /// The text of the lines that `bytes` completes (every line, once the stream `ended`).
+    fn text(&mut self, api: ClientApi, bytes: &[u8], ended: bool) -> String {
         self.partial.extend_from_slice(bytes);
-        let Some(last_newline) = self.partial.iter().rposition(|b| *b == b'\n') else {
-            return String::new();
+        let complete: Vec<u8> = if ended {
+            std::mem::take(&mut self.partial)
+        } else {
+            let Some(last_newline) = self.partial.iter().rposition(|b| *b == b'\n') else {
+                return String::new();
+            };
+            self.partial.drain(..=last_newline).collect()
         };
-        let complete: Vec<u8> = self.partial.drain(..=last_newline).collect();
         lines_text(api, &complete)
     }
 }
@@ -221,12 +225,15 @@ pub fn check_stream(ctx: &mut RequestCtx, bytes: &[u8], ended: bool) -> StreamSt
     let Some(guard) = ctx.stream_check.as_mut() else {
         return StreamStep::Send;
     };
-    let text = guard.text(api, bytes);
+    let text = guard.text(api, bytes, ended);
     let mut verdict = guard.check.push(&text);
     if ended && verdict == StreamVerdict::Undecided {
         verdict = guard.check.finish();
     }
     match verdict {
+        // A piece that ends inside a line has text no guardrail has read yet: it waits for
+        // the rest of its line.
+        StreamVerdict::Clear if !guard.partial.is_empty() => StreamStep::Hold,
         StreamVerdict::Clear => StreamStep::Send,
         StreamVerdict::Undecided => StreamStep::Hold,
         StreamVerdict::Stop(denied) => StreamStep::Stop(refusal(ctx, &denied, "stop_stream")),
@@ -260,7 +267,16 @@ mod tests {
             partial: Vec::new(),
         };
         let (a, b) = openai.split_at(20);
-        assert_eq!(g.text(ClientApi::OpenAi, a), "");
-        assert_eq!(g.text(ClientApi::OpenAi, b), "Hello");
+        assert_eq!(g.text(ClientApi::OpenAi, a, false), "");
+        assert_eq!(g.text(ClientApi::OpenAi, b, false), "Hello");
+        // A last line without its newline is read when the stream ends.
+        assert_eq!(
+            g.text(
+                ClientApi::OpenAi,
+                b"data: {\"choices\":[{\"delta\":{\"content\":\"!\"}}]}",
+                true
+            ),
+            "!"
+        );
     }
 }

@@ -266,12 +266,16 @@ impl Spend {
         } else {
             self.worst_case(ctx, payload, targets)
         };
-        let amount = worst.cost;
         let refused = |e: BudgetExceeded| {
             self.note_refused(&budgets, &e.name);
+            let unit = budgets
+                .iter()
+                .find(|(_, counter)| *counter == e.name)
+                .map_or(BudgetUnit::Usd, |(b, _)| b.unit);
             // The amounts may be a whole tenant's: they go to the log, not to the client.
-            tracing::info!(budget = %e.name, spent = %e.spent, limit = %e.limit,
-                reserved = %e.reserved, request_max = %amount, "Budget refused a request.");
+            tracing::info!(budget = %e.name, unit = unit.name(), spent = %unit.show(e.spent),
+                limit = %unit.show(e.limit), reserved = %unit.show(e.reserved),
+                request_max = %unit.show(worst.of(unit)), "Budget refused a request.");
             ApiError::new(
                 ErrorKind::BudgetExceeded(config.spend.exceeded_status),
                 format!("budget {:?} cannot cover this request", e.name),
