@@ -203,6 +203,11 @@ impl Guardrails {
         Guardrails { list }
     }
 
+    /// Whether there are no guardrails at all (the request path then skips them).
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// Whether any guardrail looks at answers for `model`.
     pub fn on_response(&self, model: &str) -> bool {
         self.list.iter().any(|g| g.on_response && g.applies(model))

@@ -176,7 +176,11 @@ mod tests {
         let set = Guardrails::new(vec![pii(Action::Deny)]);
         let mut check = set.stream("m").expect("answer guardrails");
         assert_eq!(check.push("here is the key sk-"), StreamVerdict::Clear);
-        assert_eq!(check.push("abcdefghij"), StreamVerdict::Clear, "too short for a key");
+        assert_eq!(
+            check.push("abcdefghij"),
+            StreamVerdict::Clear,
+            "too short for a key"
+        );
         // From 20 characters on it is a key that may go on: held, for far past the carry.
         for _ in 0..40 {
             assert_eq!(check.push("abcdefghij"), StreamVerdict::Undecided);

@@ -242,12 +242,16 @@ pub async fn forward_stream(
             .any(|s| matches!(s, StreamSignal::Error(_)));
         match crate::guard::check_stream(ctx, &out.bytes, ended) {
             StreamStep::Send => {
-                // What was held goes first: the text after it cleared it.
-                let mut bytes = std::mem::take(&mut withheld);
-                bytes.extend_from_slice(&out.bytes);
-                let piece = Transcoded {
-                    bytes: bytes.freeze(),
-                    signals: out.signals,
+                // What was held goes first: the text after it cleared it. Without held text
+                // (every stream without answer guardrails) the piece goes as it is, uncopied.
+                let piece = if withheld.is_empty() {
+                    out
+                } else {
+                    withheld.extend_from_slice(&out.bytes);
+                    Transcoded {
+                        bytes: std::mem::take(&mut withheld).freeze(),
+                        signals: out.signals,
+                    }
                 };
                 if !write_transcoded(session, ctx, piece).await {
                     ctx.estimate_missing_usage();
@@ -261,20 +265,14 @@ pub async fn forward_stream(
             StreamStep::Stop(refusal) => {
                 // Neither this piece nor any held one is sent: what came before passed.
                 note_signals(ctx, out.signals);
-                ctx.error = Some(refusal.message.clone());
-                let _ = session
-                    .write_response_body(Some(refusal.sse_event_for(ctx.client_api)), false)
-                    .await;
+                stop_stream(session, ctx, &refusal).await;
                 stopped = true;
                 break;
             }
         }
         if let Some(refusal) = crate::spend::over_budget(ctx).await {
             // Past what the request reserved, with no room left in its budget: stop here.
-            ctx.error = Some(refusal.message.clone());
-            let _ = session
-                .write_response_body(Some(refusal.sse_event_for(ctx.client_api)), false)
-                .await;
+            stop_stream(session, ctx, &refusal).await;
             stopped = true;
             break;
         }
@@ -318,6 +316,14 @@ pub async fn forward_stream(
     } else {
         Forwarded::Done
     })
+}
+
+/// Ends a stream the gateway stops (a guardrail, the budget) with an in-stream error event.
+async fn stop_stream(session: &mut Session, ctx: &mut RequestCtx, refusal: &ApiError) {
+    ctx.error = Some(refusal.message.clone());
+    let _ = session
+        .write_response_body(Some(refusal.sse_event_for(ctx.client_api)), false)
+        .await;
 }
 
 /// Notes what a stream signals: first token time, usage, provider errors.

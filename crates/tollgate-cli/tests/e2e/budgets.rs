@@ -29,14 +29,19 @@ fn usd(v: &Value) -> Usd {
     Usd::from_dollars(v.as_str().expect("amount").parse().expect("number"))
 }
 
-/// (spent, reserved) of the only budget.
-async fn budget(gw: &Gateway) -> (Usd, Usd) {
-    let v: Value = reqwest::get(format!("{}/admin/budgets", gw.admin_url))
+/// `GET /admin/budgets`.
+async fn budgets_report(gw: &Gateway) -> Value {
+    reqwest::get(format!("{}/admin/budgets", gw.admin_url))
         .await
         .expect("admin")
         .json()
         .await
-        .expect("json");
+        .expect("json")
+}
+
+/// (spent, reserved) of the only budget.
+async fn budget(gw: &Gateway) -> (Usd, Usd) {
+    let v = budgets_report(gw).await;
     let b = &v["budgets"][0];
     (usd(&b["spent_usd"]), usd(&b["reserved_usd"]))
 }
@@ -408,12 +413,7 @@ async fn each_user_runs_out_of_their_own_budget() {
         200,
         "no user: no per-user cap"
     );
-    let report: Value = reqwest::get(format!("{}/admin/budgets", gw.admin_url))
-        .await
-        .expect("admin")
-        .json()
-        .await
-        .expect("json");
+    let report = budgets_report(&gw).await;
     let each = report["budgets"][0]["each"]
         .as_array()
         .expect("per-user rows");
@@ -460,19 +460,17 @@ async fn a_token_budget_counts_reported_tokens_and_runs_out() {
             .contains("cap:tokens"),
         "{err}"
     );
-    let report: Value = reqwest::get(format!("{}/admin/budgets", gw.admin_url))
-        .await
-        .expect("admin")
-        .json()
-        .await
-        .expect("json");
-    let tokens = report["budgets"]
-        .as_array()
-        .expect("budgets")
-        .iter()
-        .find(|b| b["name"] == "cap:tokens")
-        .expect("the token cap")
-        .clone();
+    let report = budgets_report(&gw).await;
+    let named = |name: &str| {
+        report["budgets"]
+            .as_array()
+            .expect("budgets")
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("no budget {name:?}"))
+            .clone()
+    };
+    let tokens = named("cap:tokens");
     assert_eq!(tokens["unit"], "tokens");
     assert_eq!(tokens["limit_tokens"], "400");
     assert_eq!(
@@ -481,13 +479,7 @@ async fn a_token_budget_counts_reported_tokens_and_runs_out() {
         "settled with the reported tokens"
     );
     assert!(used <= 400);
-    let dollars = report["budgets"]
-        .as_array()
-        .expect("budgets")
-        .iter()
-        .find(|b| b["name"] == "cap")
-        .expect("the dollar cap")
-        .clone();
+    let dollars = named("cap");
     assert_eq!(dollars["unit"], "usd");
     assert_ne!(
         dollars["spent_usd"], "0",
