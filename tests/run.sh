@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust unit, integration and end-to-end tests, then the official-SDK tests
-# (the `openai` Python package in a venv) against `tollgate serve` and its built-in mock.
+# The whole test suite: the example Wasm plugins are built (their toolchains installed where
+# missing), then the Rust unit, integration and end-to-end tests run, then the official-SDK
+# tests (the `openai` Python package in a venv) against `tollgate serve` and its built-in mock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/setup.sh
+
+# The example plugins (C, Python, JavaScript) that the plugin tests load into a gateway.
+bash plugins/setup.sh
+bash plugins/build.sh
+export TOLLGATE_TEST_PLUGIN_DIR="$PWD/plugins/target"
 
 cargo build --workspace --bins
 # Tests that need a real Redis or PostgreSQL are `#[ignore]`d, so a machine without them shows

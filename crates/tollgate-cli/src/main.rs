@@ -7,6 +7,7 @@
 //! - `tollgate keys create|list|show|update|revoke|rotate`, `tollgate spend`: the admin API.
 
 mod admin;
+mod plugin_test;
 mod route;
 
 use anyhow::Context as _;
@@ -94,6 +95,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Wasm plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Manage virtual keys through a running gateway's admin API.
     Keys {
         #[command(flatten)]
@@ -116,6 +122,28 @@ enum PolicyCommand {
     Test {
         /// Directory to search.
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin and print what each of its hooks returns for a request.
+    Test {
+        /// The `.wasm` component.
+        plugin: PathBuf,
+        /// A chat completion request (OpenAI JSON).
+        #[arg(long)]
+        request: PathBuf,
+        /// A chat completion answer (OpenAI JSON), for on-response, score and on-chunk (fed
+        /// word by word, as a stream).
+        #[arg(long)]
+        response: Option<PathBuf>,
+        /// The plugin's config, as JSON.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Deadline of each call, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
     },
 }
 
@@ -228,6 +256,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Test { dir },
         } => route::policy_test(&dir),
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    request,
+                    response,
+                    config,
+                    timeout_ms,
+                },
+        } => plugin_test::run(&plugin_test::TestArgs {
+            plugin: &plugin,
+            request: &request,
+            response: response.as_deref(),
+            config: &config,
+            timeout_ms,
+        }),
         Command::Keys { target, command } => admin::keys(target, command),
         Command::Spend { target, query } => admin::spend(target, query),
     }

@@ -16,6 +16,7 @@ mod error;
 pub mod guardrails;
 mod interpolate;
 mod locate;
+pub mod plugins;
 mod presets;
 pub mod raw;
 mod resilience;

@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// Built-in guardrails, run in order on requests (before routing) and answers.
     #[serde(default)]
     pub guardrails: Vec<RawGuardrail>,
+    /// Wasm plugins, run in order.
+    #[serde(default)]
+    pub plugins: Vec<crate::plugins::RawPlugin>,
 }
 
 /// `[[guardrails]]`: a built-in guardrail.

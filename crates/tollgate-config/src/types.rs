@@ -41,6 +41,8 @@ pub struct Config {
     pub alerts: crate::spend::AlertSettings,
     /// Built-in guardrails, in order.
     pub guardrails: Vec<crate::guardrails::GuardrailConfig>,
+    /// Wasm plugins, in order.
+    pub plugins: Vec<crate::plugins::PluginConfig>,
 }
 
 /// `[shared]`, validated.
@@ -297,6 +299,13 @@ impl Config {
             .chain(self.models.values().filter_map(|m| m.policy.as_ref()))
             .cloned()
             .collect()
+    }
+
+    /// The files a reload reads besides the config: every script and plugin, once each.
+    pub fn watched_paths(&self) -> std::collections::BTreeSet<PathBuf> {
+        let mut paths = self.script_paths();
+        paths.extend(self.plugins.iter().map(|p| p.path.clone()));
+        paths
     }
 }
 

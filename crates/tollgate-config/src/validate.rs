@@ -251,6 +251,7 @@ fn check(
         rate_limits: crate::spend::check_rate_limits(&raw, &root.key("rate_limits"), ck),
         alerts: crate::spend::check_alerts(&raw, &root.key("alerts"), ck),
         guardrails: crate::guardrails::check_guardrails(&raw, &root.key("guardrails"), ck),
+        plugins: crate::plugins::check_plugins(&raw, file, &root.key("plugins"), ck),
     }
 }
 

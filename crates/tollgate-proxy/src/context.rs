@@ -110,6 +110,10 @@ pub struct RequestCtx {
     pub stream_guard: Option<crate::spend::StreamGuard>,
     /// The answer guardrails of a stream, with the text they carry over.
     pub stream_check: Option<crate::guard::StreamGuardrails>,
+    /// The plugins' view of the request, kept for the hooks after `on-request`.
+    pub plugin_view: Option<std::sync::Arc<tollgate_plugins::types::Request>>,
+    /// A stream's `on-chunk` state.
+    pub plugin_stream: Option<crate::plugins::PluginStream>,
     /// What the request was charged, per budget, once settled (for the ledger).
     pub charges: Vec<tollgate_state::Charge>,
     /// Budgets and rate limits (outside the live state).
@@ -196,6 +200,8 @@ impl RequestCtx {
             usage_estimated: false,
             stream_guard: None,
             stream_check: None,
+            plugin_view: None,
+            plugin_stream: None,
             charges: Vec::new(),
             spend: None,
             ttft: None,

@@ -96,7 +96,11 @@ pub async fn deliver_json(
         if let Some(spend) = ctx.spend.clone() {
             spend.settle_budgets(ctx).await;
         }
-        match crate::guard::check_answer(ctx, body) {
+        let checked = match crate::plugins::check_answer(ctx, body).await {
+            Ok(b) => crate::guard::check_answer(ctx, b),
+            Err(e) => Err(e),
+        };
+        match checked {
             Ok(checked) => body = checked,
             Err(e) => {
                 // The answer was generated (and is paid for); the client gets the refusal.
@@ -240,6 +244,14 @@ pub async fn forward_stream(
             .signals
             .iter()
             .any(|s| matches!(s, StreamSignal::Error(_)));
+        // Plugins see each chunk's text first; what they let through (up to a stop) then
+        // goes through the built-in guardrails.
+        let mut plugin_stop = None;
+        if ctx.plugin_stream.is_some() {
+            let rewritten = crate::plugins::rewrite_stream(ctx, &out.bytes, ended).await;
+            out.bytes = rewritten.bytes;
+            plugin_stop = rewritten.stop;
+        }
         match crate::guard::check_stream(ctx, &out.bytes, ended) {
             StreamStep::Send => {
                 // What was held goes first: the text after it cleared it. Without held text
@@ -269,6 +281,11 @@ pub async fn forward_stream(
                 stopped = true;
                 break;
             }
+        }
+        if let Some(refusal) = plugin_stop {
+            stop_stream(session, ctx, &refusal).await;
+            stopped = true;
+            break;
         }
         if let Some(refusal) = crate::spend::over_budget(ctx).await {
             // Past what the request reserved, with no room left in its budget: stop here.

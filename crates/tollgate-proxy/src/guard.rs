@@ -81,7 +81,7 @@ pub fn check_request(ctx: &mut RequestCtx, req: &mut ChatRequest) -> Result<(), 
 }
 
 /// The texts of a complete answer in the client's format.
-fn answer_texts(api: ClientApi, body: &mut Value) -> Vec<&mut String> {
+pub(crate) fn answer_texts(api: ClientApi, body: &mut Value) -> Vec<&mut String> {
     let mut out = Vec::new();
     match api {
         ClientApi::OpenAi => {

@@ -28,6 +28,7 @@ pub mod limits;
 pub mod live;
 pub mod llm;
 pub mod metrics;
+pub mod plugins;
 pub mod reload;
 pub mod respond;
 pub mod routes;

@@ -112,6 +112,8 @@ pub struct LiveState {
     pub policies: Policies,
     /// Compiled guardrails.
     pub guardrails: tollgate_guard::Guardrails,
+    /// Loaded Wasm plugins, in order.
+    pub plugins: tollgate_plugins::Plugins,
     /// `GET /v1/models`, rendered once.
     pub models_list: Bytes,
 }
@@ -169,6 +171,8 @@ impl LiveState {
         }
         let policies = compile_policies(&config, trace)?;
         let guardrails = crate::guard::build(&config.guardrails);
+        let plugins = tollgate_plugins::Plugins::load(&config.plugins)
+            .map_err(|e| BuildError(vec![e.to_string()]))?;
         let data: Vec<serde_json::Value> = config
             .models
             .keys()
@@ -187,6 +191,7 @@ impl LiveState {
             token_prices,
             policies,
             guardrails,
+            plugins,
             models_list,
         })
     }

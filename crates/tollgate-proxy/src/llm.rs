@@ -139,7 +139,7 @@ pub async fn serve(
     mut payload: Payload,
 ) -> pingora::Result<()> {
     let state = ctx.state.clone();
-    let Some(model) = state.model(payload.model()) else {
+    let Some(mut model) = state.model(payload.model()) else {
         return send_error(session, ctx, &model_not_found(payload.model())).await;
     };
     ctx.model = Some(model.name.clone());
@@ -158,6 +158,19 @@ pub async fn serve(
     });
     ctx.session = header("x-tollgate-session");
     if let Payload::Chat(req) = &mut payload {
+        match crate::plugins::on_request(ctx, session.req_header(), req).await {
+            Ok(false) => {}
+            Ok(true) => {
+                // A plugin chose another alias: the rest of the pipeline serves that one.
+                let Some(chosen) = state.model(&req.model) else {
+                    let e = model_not_found(&req.model);
+                    return send_error(session, ctx, &e).await;
+                };
+                model = chosen;
+                ctx.model = Some(model.name.clone());
+            }
+            Err(e) => return send_error(session, ctx, &e).await,
+        }
         if let Err(e) = crate::guard::check_request(ctx, req) {
             return send_error(session, ctx, &e).await;
         }
@@ -202,6 +215,10 @@ pub async fn serve(
             }
         }
         Payload::Embeddings(_) => state.attempt_order(model, health),
+    };
+    let targets = match crate::plugins::route(ctx, targets).await {
+        Ok(t) => t,
+        Err(e) => return send_error(session, ctx, &e).await,
     };
     if let Err(e) = spend.admit(ctx, &payload, &targets, deadline).await {
         return send_error(session, ctx, &e).await;

@@ -72,11 +72,12 @@ pub fn pin_mocks(
     Ok(())
 }
 
-/// Hash of the config text and every script it names, to skip reloads that change nothing.
+/// Hash of the config text and every script and plugin it names, to skip reloads that change
+/// nothing.
 fn content_hash(config_text: &str, config: &Config) -> u64 {
     let mut h = DefaultHasher::new();
     config_text.hash(&mut h);
-    for path in config.script_paths() {
+    for path in config.watched_paths() {
         path.hash(&mut h);
         std::fs::read(&path).unwrap_or_default().hash(&mut h);
     }
@@ -197,7 +198,7 @@ impl Reloader {
         })
     }
 
-    /// Directories to watch: the config's and every script's.
+    /// Directories to watch: the config's and every script's and plugin's.
     fn watch_dirs(&self) -> BTreeSet<PathBuf> {
         let dir = |p: &Path| {
             p.parent()
@@ -207,7 +208,7 @@ impl Reloader {
             .live
             .load()
             .config
-            .script_paths()
+            .watched_paths()
             .iter()
             .map(|p| dir(p))
             .collect();

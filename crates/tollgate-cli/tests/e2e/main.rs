@@ -37,3 +37,5 @@ mod keys;
 mod alerts;
 // Built-in guardrails on requests, answers and streams.
 mod guardrails;
+// Wasm plugins: hooks, hostile guests, hot swaps.
+mod plugins;

@@ -1,0 +1,380 @@
+//! One loaded plugin: its pre-linked component, its settings, and its pool of warm
+//! instances. Every hook call gets an instance, arms its deadline, calls, and returns the
+//! instance to the pool only if the call succeeded.
+
+use crate::PluginError;
+use crate::bindings::{Plugin as Bindings, PluginPre};
+use crate::host::HostState;
+use crate::runtime::Runtime;
+use crate::types::{
+    ChunkVerdict, HookSet, Request, Response, ResponseVerdict, StreamState, Target, Verdict,
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tollgate_config::plugins::PluginConfig;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx};
+
+/// `init` gets more time than a hook: interpreters (Python, JavaScript) warm up in it.
+const MIN_INIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a hook call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HookError {
+    /// It ran past its deadline.
+    #[error("ran past its {0:?} deadline")]
+    Timeout(Duration),
+    /// It tried to grow its memory past the cap.
+    #[error("hit its memory cap of {0} MiB")]
+    Memory(usize),
+    /// It trapped (a bug or a deliberate abort in the plugin).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// A new instance could not be created or initialised.
+    #[error("could not start an instance: {0}")]
+    Instantiate(String),
+}
+
+impl HookError {
+    /// The `kind` label of `tollgate_plugin_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HookError::Timeout(_) => "timeout",
+            HookError::Memory(_) => "memory",
+            HookError::Trap(_) => "trap",
+            HookError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// A call's deadline passed (raised from the epoch callback).
+#[derive(Debug)]
+struct DeadlinePassed;
+
+impl std::fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline passed")
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
+
+/// An initialised instance.
+struct Warm {
+    store: Store<HostState>,
+    bindings: Bindings,
+}
+
+/// A plugin, ready to call.
+pub struct Plugin {
+    /// Its settings.
+    pub config: PluginConfig,
+    /// The hooks its `init` said it implements.
+    pub hooks: HookSet,
+    name: Arc<str>,
+    pre: PluginPre<HostState>,
+    env: Vec<(String, String)>,
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Loads, links and initialises the plugin `config` names (one instance, kept warm).
+    /// Runs its own executor: call it from anywhere, including inside an async runtime.
+    pub fn load(config: &PluginConfig) -> Result<Arc<Plugin>, PluginError> {
+        let runtime = Runtime::shared()?;
+        let path = config.path.display().to_string();
+        let bytes = std::fs::read(&config.path).map_err(|e| PluginError::Read {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let component = runtime.compile(&bytes).map_err(|e| PluginError::Invalid {
+            path: path.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let interface = |e: wasmtime::Error| PluginError::Interface {
+            path: path.clone(),
+            reason: format!("{e:#}"),
+        };
+        let pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(interface)?;
+        let pre = PluginPre::new(pre).map_err(interface)?;
+        let env = config
+            .grants
+            .env
+            .iter()
+            .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v)))
+            .collect();
+        let mut plugin = Plugin {
+            config: config.clone(),
+            hooks: HookSet::empty(),
+            name: Arc::from(config.name.as_str()),
+            pre,
+            env,
+            idle: Mutex::new(Vec::new()),
+        };
+        let first = block_on(plugin.instantiate())
+            .and_then(|r| r)
+            .map_err(|e| PluginError::Init {
+                plugin: config.name.clone(),
+                reason: e.to_string(),
+            })?;
+        plugin.hooks = first.1;
+        plugin.put_back(first.0);
+        Ok(Arc::new(plugin))
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn wasi(&self) -> Result<WasiCtx, HookError> {
+        let mut b = WasiCtx::builder();
+        // No network at all (the default address check already refuses every address).
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        b.stderr(crate::stderr::StderrToLog {
+            plugin: self.name.clone(),
+        });
+        for (k, v) in &self.env {
+            b.env(k, v);
+        }
+        for dir in &self.config.grants.read_dirs {
+            let d = dir.display().to_string();
+            b.preopened_dir(dir, &d, FsPerms::ReadOnly)
+                .map_err(|e| HookError::Instantiate(format!("cannot open {d}: {e}")))?;
+        }
+        Ok(b.build())
+    }
+
+    /// A new instance, initialised with the plugin's config, and the hooks it implements.
+    async fn instantiate(&self) -> Result<(Warm, HookSet), HookError> {
+        let runtime = Runtime::shared().map_err(|e| HookError::Instantiate(e.to_string()))?;
+        let state = HostState::new(self.name.clone(), self.wasi()?, self.config.memory_bytes);
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|s| s);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(wasmtime::Error::new(DeadlinePassed))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let timeout = self.config.timeout.max(MIN_INIT_TIMEOUT);
+        arm(&mut store, "", timeout);
+        let bindings = match self.pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => return Err(classify(&store, e, timeout)),
+        };
+        let init = bindings
+            .tollgate_plugin_hooks()
+            .call_init(&mut store, &self.config.config_json)
+            .await;
+        match init {
+            Ok(Ok(hooks)) => Ok((Warm { store, bindings }, hooks)),
+            Ok(Err(refused)) => Err(HookError::Instantiate(format!(
+                "init refused its config: {}",
+                crate::host::truncate(&refused, 1024)
+            ))),
+            Err(e) => Err(classify(&store, e, timeout)),
+        }
+    }
+
+    /// A warm instance, or a new one.
+    async fn take(&self, request_id: &str) -> Result<Warm, HookError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut warm = match idle {
+            Some(w) => w,
+            None => self.instantiate().await?.0,
+        };
+        arm(&mut warm.store, request_id, self.config.timeout);
+        Ok(warm)
+    }
+
+    fn put_back(&self, warm: Warm) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < self.config.warm_instances as usize {
+            idle.push(warm);
+        }
+    }
+
+    /// Settles one call: the instance goes back to the pool after a success, and is dropped
+    /// (with the error counted and logged) after a failure.
+    fn settle<R>(&self, warm: Warm, result: wasmtime::Result<R>) -> Result<R, HookError> {
+        match result {
+            Ok(r) => {
+                self.put_back(warm);
+                Ok(r)
+            }
+            Err(e) => {
+                let err = classify(&warm.store, e, self.config.timeout);
+                self.record_failure(&warm.store.data().request_id, &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Counts and logs a failed call.
+    pub(crate) fn record_failure(&self, request_id: &str, err: &HookError) {
+        metrics::counter!("tollgate_plugin_errors_total", "plugin" => self.name.to_string(), "kind" => err.kind())
+            .increment(1);
+        tracing::warn!(plugin = %self.name, request_id, error = %err, fail_open = self.config.fail_open, "A plugin call failed.");
+    }
+
+    /// Calls `on-request`.
+    pub async fn on_request(&self, request_id: &str, req: &Request) -> Result<Verdict, HookError> {
+        let mut w = self.take_counted(request_id).await?;
+        let r = w
+            .bindings
+            .tollgate_plugin_hooks()
+            .call_on_request(&mut w.store, req)
+            .await;
+        self.settle(w, r)
+    }
+
+    /// Calls `on-response`.
+    pub async fn on_response(
+        &self,
+        request_id: &str,
+        req: &Request,
+        resp: &Response,
+    ) -> Result<ResponseVerdict, HookError> {
+        let mut w = self.take_counted(request_id).await?;
+        let r = w
+            .bindings
+            .tollgate_plugin_hooks()
+            .call_on_response(&mut w.store, req, resp)
+            .await;
+        self.settle(w, r)
+    }
+
+    /// Calls `on-chunk`.
+    pub async fn on_chunk(
+        &self,
+        request_id: &str,
+        req: &Request,
+        chunk: &str,
+        state: &StreamState,
+    ) -> Result<ChunkVerdict, HookError> {
+        let mut w = self.take_counted(request_id).await?;
+        let r = w
+            .bindings
+            .tollgate_plugin_hooks()
+            .call_on_chunk(&mut w.store, req, chunk, state)
+            .await;
+        self.settle(w, r)
+    }
+
+    /// Calls `score`; a score outside 0..=1 (or NaN) is clamped into it.
+    pub async fn score(
+        &self,
+        request_id: &str,
+        req: &Request,
+        resp: &Response,
+    ) -> Result<f32, HookError> {
+        let mut w = self.take_counted(request_id).await?;
+        let r = w
+            .bindings
+            .tollgate_plugin_hooks()
+            .call_score(&mut w.store, req, resp)
+            .await;
+        self.settle(w, r)
+            .map(|s| if s.is_nan() { 0.0 } else { s.clamp(0.0, 1.0) })
+    }
+
+    /// Calls `route`.
+    pub async fn route(
+        &self,
+        request_id: &str,
+        req: &Request,
+        candidates: &[Target],
+    ) -> Result<Option<Vec<Target>>, HookError> {
+        let mut w = self.take_counted(request_id).await?;
+        let r = w
+            .bindings
+            .tollgate_plugin_hooks()
+            .call_route(&mut w.store, req, candidates)
+            .await;
+        self.settle(w, r)
+    }
+
+    async fn take_counted(&self, request_id: &str) -> Result<Warm, HookError> {
+        metrics::counter!("tollgate_plugin_calls_total", "plugin" => self.name.to_string())
+            .increment(1);
+        match self.take(request_id).await {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                self.record_failure(request_id, &e);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Sets a store up for one call.
+fn arm(store: &mut Store<HostState>, request_id: &str, timeout: Duration) {
+    let data = store.data_mut();
+    data.request_id.clear();
+    data.request_id.push_str(request_id);
+    data.deadline = Instant::now() + timeout;
+    data.hit_memory_cap = false;
+    store.set_epoch_deadline(1);
+}
+
+/// What a failed call's error means.
+fn classify(store: &Store<HostState>, e: wasmtime::Error, timeout: Duration) -> HookError {
+    if e.downcast_ref::<DeadlinePassed>().is_some()
+        || e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+    {
+        HookError::Timeout(timeout)
+    } else if store.data().hit_memory_cap {
+        HookError::Memory(store.data().memory_cap_mib())
+    } else {
+        // The trap itself ("wasm `unreachable` instruction executed"), not the backtrace
+        // wrapped around it; the backtrace goes to the debug log.
+        tracing::debug!(plugin = %store.data().plugin, error = ?e, "Plugin trap.");
+        let what = e
+            .downcast_ref::<Trap>()
+            .map_or_else(|| e.root_cause().to_string(), ToString::to_string);
+        HookError::Trap(crate::host::truncate(&what, 1024).to_owned())
+    }
+}
+
+/// Runs `fut` to completion on a private single-threaded executor, on a thread of its own (so
+/// it works whether or not the caller is inside an async runtime).
+fn block_on<F>(fut: F) -> Result<F::Output, HookError>
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(|e| HookError::Instantiate(format!("cannot start an executor: {e}")))?;
+            Ok(rt.block_on(fut))
+        })
+        .join()
+    })
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}

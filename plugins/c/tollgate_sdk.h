@@ -1,0 +1,106 @@
+/* Small helpers for Tollgate plugins in C, on top of the bindings `wit-bindgen c` generates
+ * from plugins/wit/v0.1 (build.sh makes them). Header-only; include after "plugin.h".
+ *
+ * Ownership, as wit-bindgen's C bindings define it: a hook owns its arguments and must free
+ * them before returning (tg_free_request and friends), and what it returns is freed by the
+ * host's post-return call. So returned strings must be copies (tg_dup), never pointers into
+ * an argument. */
+#ifndef TOLLGATE_SDK_H
+#define TOLLGATE_SDK_H
+
+#include <stdlib.h>
+#include <string.h>
+#include "plugin.h"
+
+typedef plugin_string_t tg_str;
+
+/* A copy of `len` bytes as a plugin string. */
+static inline tg_str tg_dup(const char *s, size_t len) {
+  tg_str out;
+  plugin_string_dup_n(&out, s, len);
+  return out;
+}
+
+static inline tg_str tg_dup_c(const char *s) { return tg_dup(s, strlen(s)); }
+
+/* a + b + c as a new plugin string (no stdio: printf would pull in WASI imports). */
+static inline tg_str tg_concat3(const char *a, const char *b, const char *c) {
+  size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+  tg_str out = {malloc(la + lb + lc + 1), la + lb + lc};
+  memcpy(out.ptr, a, la);
+  memcpy(out.ptr + la, b, lb);
+  memcpy(out.ptr + la + lb, c, lc);
+  return out;
+}
+
+static inline char tg_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
+
+/* The offset of `needle` in `hay` ignoring ASCII case, or -1. */
+static inline long tg_find_ci(const char *hay, size_t hay_len, const char *needle, size_t n) {
+  if (n == 0 || n > hay_len) return -1;
+  for (size_t i = 0; i + n <= hay_len; i++) {
+    size_t j = 0;
+    while (j < n && tg_lower(hay[i + j]) == tg_lower(needle[j])) j++;
+    if (j == n) return (long)i;
+  }
+  return -1;
+}
+
+/* A list of words from the plugin's JSON config. */
+#define TG_MAX_WORDS 32
+#define TG_MAX_WORD 64
+typedef struct {
+  int count;
+  char words[TG_MAX_WORDS][TG_MAX_WORD];
+  size_t lens[TG_MAX_WORDS];
+} tg_words;
+
+/* Reads the array of strings under `"key"` in a flat JSON object (no escapes in the words),
+ * e.g. {"deny": ["falcon", "kestrel"]}. Missing keys give an empty list. */
+static inline void tg_json_words(const tg_str *json, const char *key, tg_words *out) {
+  out->count = 0;
+  char quoted[TG_MAX_WORD + 2];
+  size_t klen = strlen(key);
+  if (klen > TG_MAX_WORD) return;
+  quoted[0] = '"';
+  memcpy(quoted + 1, key, klen);
+  quoted[klen + 1] = '"';
+  long at = tg_find_ci((const char *)json->ptr, json->len, quoted, klen + 2);
+  if (at < 0) return;
+  const char *p = (const char *)json->ptr + at + klen + 2;
+  const char *end = (const char *)json->ptr + json->len;
+  while (p < end && *p != '[') p++;
+  while (p < end && *p != ']' && out->count < TG_MAX_WORDS) {
+    if (*p++ != '"') continue;
+    const char *start = p;
+    while (p < end && *p != '"') p++;
+    size_t n = (size_t)(p - start);
+    if (n > 0 && n < TG_MAX_WORD) {
+      memcpy(out->words[out->count], start, n);
+      out->words[out->count][n] = 0;
+      out->lens[out->count] = n;
+      out->count++;
+    }
+    p++;
+  }
+}
+
+/* The index of the first word found in the text, or -1. */
+static inline int tg_first_word(const tg_words *w, const char *text, size_t len) {
+  for (int i = 0; i < w->count; i++)
+    if (tg_find_ci(text, len, w->words[i], w->lens[i]) >= 0) return i;
+  return -1;
+}
+
+/* A log line through the host (tagged with the plugin and request). */
+static inline void tg_log(tollgate_plugin_host_level_t level, const char *message) {
+  tg_str m = {(uint8_t *)message, strlen(message)};
+  tollgate_plugin_host_log(level, &m);
+}
+
+static inline void tg_metric(const char *name, uint64_t delta) {
+  tg_str m = {(uint8_t *)name, strlen(name)};
+  tollgate_plugin_host_metric(&m, delta);
+}
+
+#endif
