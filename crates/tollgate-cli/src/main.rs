@@ -198,7 +198,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config } => match tollgate_config::load(&config) {
             Ok(cfg) => {
-                // Building the live state compiles every routing script.
+                // Building the live state compiles every routing script and loads (compiles,
+                // links and initialises) every plugin.
                 if let Err(e) = tollgate_proxy::live::LiveState::build(cfg.clone(), 0) {
                     let _ = writeln!(std::io::stderr(), "{e}");
                     return Ok(ExitCode::FAILURE);
@@ -206,11 +207,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let mut out = std::io::stdout();
                 writeln!(
                     out,
-                    "{}: ok ({} providers, {} models, {} keys)",
+                    "{}: ok ({} providers, {} models, {} keys, {} plugins)",
                     config.display(),
                     cfg.providers.len(),
                     cfg.models.len(),
-                    cfg.keys.len()
+                    cfg.keys.len(),
+                    cfg.plugins.len()
                 )?;
                 Ok(ExitCode::SUCCESS)
             }

@@ -21,6 +21,8 @@ pub enum GuardKind {
     Injection(f32),
     /// A cap on prompt tokens.
     MaxPromptTokens(u64),
+    /// Answers must match the request's JSON schema; `true`: one repair retry.
+    JsonSchema(bool),
 }
 
 /// One validated `[[guardrails]]` entry.
@@ -94,16 +96,27 @@ pub(crate) fn check_guardrails(
                     GuardKind::MaxPromptTokens(1)
                 }
             },
+            "json_schema" => GuardKind::JsonSchema(g.repair.unwrap_or(false)),
             other => {
                 ck.error(
                     &gp.key("kind"),
                     format!(
-                        "unknown kind {other:?}: expected pii, keywords, topics, injection or max_prompt_tokens"
+                        "unknown kind {other:?}: expected pii, keywords, topics, injection, max_prompt_tokens or json_schema"
                     ),
                 );
                 continue;
             }
         };
+        if g.repair.is_some() && !matches!(kind, GuardKind::JsonSchema(_)) {
+            ck.error(&gp.key("repair"), "only json_schema guardrails repair");
+        }
+        let is_schema = matches!(kind, GuardKind::JsonSchema(_));
+        if is_schema && (g.apply_to.is_some() || g.action.is_some()) {
+            ck.error(
+                &gp,
+                "a json_schema guardrail checks complete answers and refuses (or repairs): drop `apply_to` and `action`",
+            );
+        }
         let can_redact = matches!(kind, GuardKind::Pii(_) | GuardKind::Keywords(_));
         let redact = match g.action.as_deref() {
             None => matches!(kind, GuardKind::Pii(_)),
@@ -143,6 +156,10 @@ pub(crate) fn check_guardrails(
                     ck.error(&gp.key("models"), format!("unknown model {m:?}"));
                 }
             }
+        }
+        if is_schema {
+            // Checked by the proxy on complete answers, apart from the text checks.
+            (on_request, on_response) = (false, false);
         }
         out.push(GuardrailConfig {
             name: g.name.clone(),

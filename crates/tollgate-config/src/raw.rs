@@ -61,7 +61,8 @@ pub struct RawGuardrail {
     /// Unique name, in errors, logs and metrics.
     pub name: String,
     /// `pii`, `keywords` (words that may not appear), `topics` (a request must touch on one),
-    /// `injection` (a scored heuristic) or `max_prompt_tokens`.
+    /// `injection` (a scored heuristic), `max_prompt_tokens`, or `json_schema` (answers to
+    /// requests with a `json_schema` response format must match it).
     pub kind: String,
     /// `redact` (pii and keywords; the default for pii) or `deny` (the default otherwise).
     pub action: Option<String>,
@@ -78,6 +79,8 @@ pub struct RawGuardrail {
     pub threshold: Option<f32>,
     /// max_prompt_tokens: the cap (tokens estimated as a quarter of the text's bytes).
     pub max_tokens: Option<u64>,
+    /// json_schema: when an answer fails the schema, ask the model once to fix it.
+    pub repair: Option<bool>,
 }
 
 /// `[alerts]`: webhook POSTs when a budget passes a share of its cap, and when spend per hour

@@ -5,7 +5,8 @@
 //!   API keys), denied or redacted;
 //! - [`keywords`]: a deny list of words and phrases, or an allow list of topics;
 //! - [`injection`]: a scored prompt-injection heuristic;
-//! - a cap on prompt tokens.
+//! - a cap on prompt tokens;
+//! - [`schema`]: answers to `json_schema` requests must match the schema.
 //!
 //! A [`Guardrails`] set is compiled once per config version (regexes and automata built
 //! once) and shared by every request on it. Streams are checked incrementally by
@@ -18,6 +19,7 @@
 pub mod injection;
 pub mod keywords;
 pub mod pii;
+pub mod schema;
 mod stream;
 
 pub use stream::{StreamCheck, StreamVerdict};
@@ -47,6 +49,13 @@ pub enum Check {
     Injection(injection::InjectionDetector, f32),
     /// At most this many prompt tokens (estimated: a quarter of the text's bytes).
     MaxPromptTokens(u64),
+    /// Answers to requests with a `json_schema` response format must match it; with
+    /// `repair`, a failing answer is sent back to the model once to be fixed. Checked by the
+    /// caller on complete answers ([`Guardrails::output_schema`]), not by the text checks.
+    JsonSchema {
+        /// Ask the model once to repair a failing answer.
+        repair: bool,
+    },
 }
 
 /// One configured guardrail.
@@ -132,7 +141,9 @@ impl Guardrail {
                 }
             }
             // Whole-request checks.
-            Check::AllowTopics(_) | Check::MaxPromptTokens(_) => Outcome::Clean,
+            Check::AllowTopics(_) | Check::MaxPromptTokens(_) | Check::JsonSchema { .. } => {
+                Outcome::Clean
+            }
         }
     }
 }
@@ -152,7 +163,10 @@ impl Guardrail {
                 .map(|(range, _)| (range, "a denied word".to_owned()))
                 .collect(),
             // Request-only checks (config allows no other on answers).
-            Check::AllowTopics(_) | Check::Injection(..) | Check::MaxPromptTokens(_) => Vec::new(),
+            Check::AllowTopics(_)
+            | Check::Injection(..)
+            | Check::MaxPromptTokens(_)
+            | Check::JsonSchema { .. } => Vec::new(),
         }
     }
 }
@@ -313,6 +327,18 @@ impl Guardrails {
             }
         }
         Ok(current.map(|text| (text, by)))
+    }
+
+    /// The structured-output guardrail for `model`, if one applies: its name, and whether it
+    /// may ask the model once to repair a failing answer.
+    pub fn output_schema(&self, model: &str) -> Option<(&str, bool)> {
+        self.list
+            .iter()
+            .filter(|g| g.applies(model))
+            .find_map(|g| match g.check {
+                Check::JsonSchema { repair } => Some((g.name.as_str(), repair)),
+                _ => None,
+            })
     }
 
     /// A checker for one streamed answer for `model`, if any guardrail looks at answers.

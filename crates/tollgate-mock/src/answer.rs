@@ -16,6 +16,8 @@ pub(crate) struct Prompt {
     pub(crate) max_tokens: Option<u32>,
     /// The tool the request forces, if any.
     pub(crate) tool: Option<ToolCall>,
+    /// The JSON schema the answer must follow (OpenAI `response_format: json_schema`).
+    pub(crate) json_schema: Option<Value>,
 }
 
 /// A forced tool call with arguments built from the tool's schema.
@@ -54,7 +56,16 @@ pub(crate) struct Answer {
 
 impl Answer {
     pub(crate) fn new(prompt: Prompt, faults: &Faults) -> Answer {
-        let (tokens, truncated) = text::answer_tokens(&prompt.seed_text, prompt.max_tokens);
+        let (tokens, truncated) = match &prompt.json_schema {
+            // Structured output: an object with every required property (unless a fault
+            // makes the model ignore the schema).
+            Some(schema) if !faults.off_schema => {
+                let json = tool_call("answer", Some(schema)).args_json;
+                let chars: Vec<char> = json.chars().collect();
+                (chars.chunks(4).map(|c| c.iter().collect()).collect(), false)
+            }
+            _ => text::answer_tokens(&prompt.seed_text, prompt.max_tokens),
+        };
         let (tokens, completion_tokens, finish) = match &prompt.tool {
             Some(t) => (
                 Vec::new(),

@@ -89,6 +89,7 @@ fn parse(body: &[u8]) -> Result<(String, bool, Prompt), String> {
         prompt_tokens,
         max_tokens: Some(u32::try_from(max_tokens).unwrap_or(u32::MAX)),
         tool: forced_tool(&v),
+        json_schema: None,
     };
     let streamed = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
     Ok((model, streamed, prompt))

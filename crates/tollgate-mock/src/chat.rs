@@ -118,6 +118,12 @@ fn parse(body: &[u8]) -> Result<(Ask, Prompt), String> {
         prompt_tokens,
         max_tokens,
         tool: required_tool(&v),
+        json_schema: v
+            .pointer("/response_format/json_schema/schema")
+            .filter(|_| {
+                v.pointer("/response_format/type").and_then(Value::as_str) == Some("json_schema")
+            })
+            .cloned(),
     };
     Ok((ask, prompt))
 }

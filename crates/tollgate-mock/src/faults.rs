@@ -28,6 +28,9 @@ pub struct Faults {
     pub reset_after: Option<u32>,
     /// `x-mock-malformed: 1`: answer 200 with a body that is not valid JSON.
     pub malformed: bool,
+    /// `x-mock-off-schema: 1`: ignore the request's `json_schema` response format and answer
+    /// in prose, as a model sometimes does.
+    pub off_schema: bool,
     /// `x-mock-ttft-ms`: overrides the time to first streamed chunk.
     pub ttft: Option<Duration>,
     /// `x-mock-chunk-delay-ms`: overrides the delay between streamed chunks.
@@ -84,6 +87,7 @@ impl Faults {
             hang: flag("x-mock-hang"),
             reset_after: num("x-mock-reset-after").and_then(|n| u32::try_from(n).ok()),
             malformed: flag("x-mock-malformed"),
+            off_schema: flag("x-mock-off-schema"),
             ttft: num("x-mock-ttft-ms").map(Duration::from_millis),
             chunk_delay: num("x-mock-chunk-delay-ms").map(Duration::from_millis),
             chunks: num("x-mock-chunks").and_then(|n| u32::try_from(n).ok()),

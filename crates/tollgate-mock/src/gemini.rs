@@ -194,6 +194,7 @@ fn parse(body: &[u8]) -> Result<Prompt, String> {
         prompt_tokens,
         max_tokens,
         tool: forced_function(&v),
+        json_schema: None,
     })
 }
 

@@ -114,6 +114,12 @@ pub struct RequestCtx {
     pub plugin_view: Option<std::sync::Arc<tollgate_plugins::types::Request>>,
     /// A stream's `on-chunk` state.
     pub plugin_stream: Option<crate::plugins::PluginStream>,
+    /// The `json_schema` guardrail's check of the answer.
+    pub output_check: Option<crate::structured::OutputCheck>,
+    /// An answer that failed its schema, to be sent back for repair.
+    pub repair: Option<crate::structured::Repair>,
+    /// Usage and cost of earlier answers this request pays for too (a repaired answer).
+    pub prior: Option<crate::structured::Prior>,
     /// What the request was charged, per budget, once settled (for the ledger).
     pub charges: Vec<tollgate_state::Charge>,
     /// Budgets and rate limits (outside the live state).
@@ -166,6 +172,11 @@ impl RequestCtx {
             (Some((provider, model)), Some(u)) => self.state.cost(provider, model, u),
             _ => None,
         };
+        // Earlier answers the request also pays for (one sent back for repair).
+        if let (Some(prior), Some(u)) = (self.prior, self.usage) {
+            self.usage = Some(crate::structured::add(prior.usage, u));
+            self.cost = prior.cost.zip(self.cost).map(|(a, b)| a.saturating_add(b));
+        }
     }
 
     /// A fresh context on `state`.
@@ -202,6 +213,9 @@ impl RequestCtx {
             stream_check: None,
             plugin_view: None,
             plugin_stream: None,
+            output_check: None,
+            repair: None,
+            prior: None,
             charges: Vec::new(),
             spend: None,
             ttft: None,

@@ -93,12 +93,21 @@ pub async fn deliver_json(
             .map_err(|e| AttemptError::Malformed(e.to_string()))?;
         ctx.set_usage(translated.usage);
         body = translated.body;
+        let schema_refusal = match crate::structured::check_answer(ctx, &body) {
+            crate::structured::Checked::Pass => None,
+            // Nothing is sent or settled: the request asks again, and pays for both.
+            crate::structured::Checked::Repair => return Ok(Forwarded::Done),
+            crate::structured::Checked::Refuse(e) => Some(e),
+        };
         if let Some(spend) = ctx.spend.clone() {
             spend.settle_budgets(ctx).await;
         }
-        let checked = match crate::plugins::check_answer(ctx, body).await {
-            Ok(b) => crate::guard::check_answer(ctx, b),
-            Err(e) => Err(e),
+        let checked = match schema_refusal {
+            Some(e) => Err(e),
+            None => match crate::plugins::check_answer(ctx, body).await {
+                Ok(b) => crate::guard::check_answer(ctx, b),
+                Err(e) => Err(e),
+            },
         };
         match checked {
             Ok(checked) => body = checked,

@@ -31,6 +31,7 @@ pub fn build(config: &[GuardrailConfig]) -> Guardrails {
                     GuardKind::Topics(words) => Check::AllowTopics(WordList::new(words)),
                     GuardKind::Injection(t) => Check::Injection(InjectionDetector::default(), *t),
                     GuardKind::MaxPromptTokens(n) => Check::MaxPromptTokens(*n),
+                    GuardKind::JsonSchema(repair) => Check::JsonSchema { repair: *repair },
                 },
                 action: if g.redact {
                     Action::Redact

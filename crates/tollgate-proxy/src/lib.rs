@@ -36,6 +36,7 @@ pub mod routing;
 pub mod server;
 pub mod sharing;
 pub mod spend;
+pub mod structured;
 pub mod upstream;
 
 pub use server::{ServeError, ServeOptions, run};

@@ -174,6 +174,9 @@ pub async fn serve(
         if let Err(e) = crate::guard::check_request(ctx, req) {
             return send_error(session, ctx, &e).await;
         }
+        if let Err(e) = crate::structured::prepare(ctx, req) {
+            return send_error(session, ctx, &e).await;
+        }
         if req.is_stream() {
             ctx.stream_check = state
                 .guardrails
@@ -223,10 +226,17 @@ pub async fn serve(
     if let Err(e) = spend.admit(ctx, &payload, &targets, deadline).await {
         return send_error(session, ctx, &e).await;
     }
-    let plan = Plan {
-        targets,
+    let plan = || Plan {
+        targets: targets.clone(),
         retries: model.retries,
         deadline,
     };
-    crate::failover::run(session, ctx, connector, health, &payload, plan).await
+    crate::failover::run(session, ctx, connector, health, &payload, plan()).await?;
+    // An answer that failed its JSON schema goes back to the model once, with the reason.
+    if let Payload::Chat(req) = &mut payload
+        && crate::structured::take_repair(ctx, req).is_some()
+    {
+        return crate::failover::run(session, ctx, connector, health, &payload, plan()).await;
+    }
+    Ok(())
 }

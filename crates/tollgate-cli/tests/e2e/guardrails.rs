@@ -196,3 +196,131 @@ async fn answers_are_redacted_whole_and_streams_stopped_mid_way() {
         "the stream was stopped, not finished"
     );
 }
+
+fn ask_city(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "The biggest city?"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "city", "strict": true,
+            "schema": {"type": "object", "properties": {"city": {"type": "string"},
+                "population": {"type": "integer"}},
+                "required": ["city", "population"], "additionalProperties": false}}}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_schema_answers_are_checked_and_repaired_once() {
+    let m = mock().await;
+    let gw = Gateway::start(&format!(
+        "{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"mock\" }}]\n\
+         [models.strict]\ntargets = [{{ provider = \"a\", model = \"mock\" }}]\n\
+         [prices.\"a/mock\"]\ninput_per_1m = 1.0\noutput_per_1m = 2.0\n\
+         [[guardrails]]\nname = \"repaired\"\nkind = \"json_schema\"\nrepair = true\nmodels = [\"m\"]\n\
+         [[guardrails]]\nname = \"checked\"\nkind = \"json_schema\"\nmodels = [\"strict\"]\n",
+        mock_provider("a", &m.base_url(), "")
+    ))
+    .await;
+    let content = |v: &Value| -> Value {
+        serde_json::from_str(
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .expect("text"),
+        )
+        .expect("JSON content")
+    };
+    let fault_once = || async {
+        reqwest::Client::new()
+            .post(format!("http://{}/mock/faults", m.addr))
+            .json(&json!({"steps": [{"times": 1, "off-schema": "1"}]}))
+            .send()
+            .await
+            .expect("fault script");
+    };
+
+    // A conforming answer passes as it is.
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&ask_city("m"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.expect("json");
+    assert_eq!(content(&answer), json!({"city": "mock", "population": 1}));
+
+    // The model answers in prose once: the gateway sends the answer back with the reason,
+    // and the client gets the repaired answer, paying for both.
+    fault_once().await;
+    let prose_usage = ask_mock(&m, &ask_city("mock")).await["usage"].clone();
+    fault_once().await;
+    let before = m.stats.requests();
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&ask_city("m"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let cost: f64 = resp
+        .headers()
+        .get("x-tollgate-cost-usd")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0);
+    let answer: Value = resp.json().await.expect("json");
+    assert_eq!(content(&answer)["city"], "mock");
+    assert_eq!(m.stats.requests(), before + 2, "one repair, no more");
+    let seen = received(&m).await;
+    let repair = &seen.last().expect("repair request")["messages"];
+    assert_eq!(repair[1]["role"], "assistant");
+    assert!(
+        repair[1]["content"]
+            .as_str()
+            .expect("text")
+            .starts_with("Mock answer")
+    );
+    assert!(
+        repair[2]["content"]
+            .as_str()
+            .expect("text")
+            .contains("does not match the required JSON schema"),
+        "{repair}"
+    );
+    let price = |u: &Value| {
+        (u["prompt_tokens"].as_f64().expect("prompt") * 1.0
+            + u["completion_tokens"].as_f64().expect("completion") * 2.0)
+            / 1e6
+    };
+    let both = price(&prose_usage) + price(&answer["usage"]);
+    assert!(
+        (cost - both).abs() < 1e-9,
+        "charged {cost}, the two answers cost {both}"
+    );
+
+    // Without repair, an answer off the schema is refused.
+    fault_once().await;
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&ask_city("strict"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "output_schema_invalid", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("not JSON"),
+        "{body}"
+    );
+
+    // A schema that is not JSON Schema is the client's error.
+    let mut bad = ask_city("strict");
+    bad["response_format"]["json_schema"]["schema"] = json!({"type": 12});
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&bad)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+}

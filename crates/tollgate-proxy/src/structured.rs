@@ -1,0 +1,161 @@
+//! Structured outputs: a `json_schema` guardrail checks complete answers to requests that ask
+//! for `response_format: {type: "json_schema"}`. A failing answer is refused (502
+//! `output_schema_invalid`), or, with `repair = true`, sent back to the model once with the
+//! validation error; both attempts are priced and charged.
+
+use crate::context::RequestCtx;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tollgate_guard::schema::OutputSchema;
+use tollgate_types::{ApiError, ChatRequest, ErrorKind, Message, Usage};
+
+/// A request's schema check.
+#[derive(Debug)]
+pub struct OutputCheck {
+    schema: Arc<OutputSchema>,
+    guardrail: String,
+    repair_left: bool,
+}
+
+/// An answer that failed its schema, to be repaired.
+#[derive(Debug)]
+pub struct Repair {
+    answer: String,
+    reason: String,
+}
+
+/// What spend the attempts before this one used (a repaired answer pays for both).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prior {
+    /// Their usage, summed.
+    pub usage: Usage,
+    /// Their cost, summed (`None` if one was unpriced).
+    pub cost: Option<tollgate_types::Usd>,
+}
+
+/// Sets up the check for a non-stream chat request that asks for a JSON schema, if a
+/// `json_schema` guardrail applies to its model. A schema that is not valid JSON Schema is
+/// the client's error.
+pub fn prepare(ctx: &mut RequestCtx, req: &ChatRequest) -> Result<(), ApiError> {
+    let state = ctx.state.clone();
+    let Some(model) = ctx.model.as_deref() else {
+        return Ok(());
+    };
+    let Some((guardrail, repair)) = state.guardrails.output_schema(model) else {
+        return Ok(());
+    };
+    // A stream's answer is the client's before it is complete: only whole answers are
+    // checked (see README, Guardrails).
+    if req.is_stream() {
+        return Ok(());
+    }
+    match OutputSchema::of_request(req) {
+        None => Ok(()),
+        Some(Ok(schema)) => {
+            ctx.output_check = Some(OutputCheck {
+                schema: Arc::new(schema),
+                guardrail: guardrail.to_owned(),
+                repair_left: repair,
+            });
+            Ok(())
+        }
+        Some(Err(why)) => Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!("response_format.json_schema.schema is not a valid JSON Schema: {why}"),
+        )
+        .with_param("response_format")),
+    }
+}
+
+/// What to do with a complete answer (the client's OpenAI JSON body).
+pub enum Checked {
+    /// Send it.
+    Pass,
+    /// Ask again (nothing is sent; the usage so far is carried over).
+    Repair,
+    /// Refuse it.
+    Refuse(ApiError),
+}
+
+/// Checks a complete answer against the request's schema.
+pub fn check_answer(ctx: &mut RequestCtx, body: &[u8]) -> Checked {
+    let Some(check) = ctx.output_check.as_mut() else {
+        return Checked::Pass;
+    };
+    let Ok(json) = serde_json::from_slice::<Value>(body) else {
+        return Checked::Pass;
+    };
+    // A tool call or a refusal is not an answer to check.
+    let Some(text) = json["choices"][0]["message"]["content"].as_str() else {
+        return Checked::Pass;
+    };
+    let Err(reason) = check.schema.check(text) else {
+        return Checked::Pass;
+    };
+    let guardrail = check.guardrail.clone();
+    if std::mem::take(&mut check.repair_left) {
+        crate::metrics::record_guardrail(&guardrail, "repair_response");
+        tracing::info!(request_id = %ctx.request_id, %guardrail, %reason,
+            "An answer failed its JSON schema; asking the model to repair it.");
+        ctx.repair = Some(Repair {
+            answer: text.to_owned(),
+            reason,
+        });
+        let prior = ctx.prior.unwrap_or_default();
+        ctx.prior = Some(Prior {
+            usage: add(prior.usage, ctx.usage.unwrap_or_default()),
+            cost: match (
+                ctx.prior
+                    .map_or(Some(tollgate_types::Usd::ZERO), |p| p.cost),
+                ctx.cost,
+            ) {
+                (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                _ => None,
+            },
+        });
+        return Checked::Repair;
+    }
+    crate::metrics::record_guardrail(&guardrail, "deny_response");
+    tracing::info!(request_id = %ctx.request_id, %guardrail, %reason,
+        "An answer failed its JSON schema.");
+    Checked::Refuse(
+        ApiError::new(
+            ErrorKind::UpstreamFailed,
+            format!("the model's answer does not match the requested JSON schema ({guardrail}): {reason}"),
+        )
+        .with_code("output_schema_invalid"),
+    )
+}
+
+/// Token counts summed.
+pub fn add(a: Usage, b: Usage) -> Usage {
+    Usage {
+        input_tokens: a.input_tokens + b.input_tokens,
+        output_tokens: a.output_tokens + b.output_tokens,
+        cached_input_tokens: a.cached_input_tokens + b.cached_input_tokens,
+        cache_write_tokens: a.cache_write_tokens + b.cache_write_tokens,
+        reasoning_tokens: a.reasoning_tokens + b.reasoning_tokens,
+    }
+}
+
+/// The request to send for a pending repair: the failing answer and what was wrong with it
+/// appended to the conversation. `None` when no repair is pending.
+pub fn take_repair(ctx: &mut RequestCtx, req: &mut ChatRequest) -> Option<()> {
+    let repair = ctx.repair.take()?;
+    ctx.messages_body = None;
+    req.messages.push(Message {
+        role: "assistant".to_owned(),
+        content: json!(repair.answer),
+        extra: serde_json::Map::new(),
+    });
+    req.messages.push(Message {
+        role: "user".to_owned(),
+        content: json!(format!(
+            "Your previous answer does not match the required JSON schema: {}. \
+             Reply again with only the corrected JSON.",
+            repair.reason
+        )),
+        extra: serde_json::Map::new(),
+    });
+    Some(())
+}
