@@ -65,6 +65,7 @@ fn the_shipped_examples_are_valid() {
         "bench.toml",
         "failover.toml",
         "keys.toml",
+        "guardrails.toml",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["check", "--config", &format!("{root}{name}")])
@@ -268,4 +269,48 @@ fn hosted_models_are_priced_from_the_catalog_and_unpriced_ones_can_be_refused() 
         err.contains("FILE:9:12: models.m.targets[0]: no price for `openai/gpt-imaginary`"),
         "{err}"
     );
+}
+
+#[test]
+fn plugin_and_json_schema_mistakes_are_reported_with_their_place() {
+    let dir = tempfile::tempdir().expect("dir");
+    let corrupt = dir.path().join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0 not really").expect("write");
+    let (ok, _, err) = check(&format!(
+        "[models.m]\ntargets = []\n\n\
+         [[plugins]]\nname = \"p\"\npath = \"{}\"\non_error = \"sometimes\"\ntimeout_ms = 0\nmemory_mb = 4096\nmodels = [\"nope\"]\n\n\
+         [[guardrails]]\nname = \"g\"\nkind = \"json_schema\"\napply_to = [\"request\"]\n\n\
+         [[guardrails]]\nname = \"k\"\nkind = \"keywords\"\nwords = [\"x\"]\nrepair = true\n",
+        corrupt.display()
+    ));
+    assert!(!ok);
+    for want in [
+        "FILE:7:12: plugins[0].on_error: expected `fail_open` or `fail_closed`, not \"sometimes\"",
+        "FILE:8:14: plugins[0].timeout_ms: must be 1 to 60000",
+        "FILE:9:13: plugins[0].memory_mb: must be 1 to 1024",
+        "plugins[0].models: unknown model \"nope\"",
+        "guardrails[0]: a json_schema guardrail checks complete answers",
+        "guardrails[1].repair: only json_schema guardrails repair",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    // A valid config naming a file that is not a component: the file and the reason.
+    let valid = "[providers.a]\nkind = \"mock\"\n\n[models.m]\ntargets = [{ provider = \"a\", model = \"x\" }]\n\n";
+    let (ok, _, err) = check(&format!(
+        "{valid}[[plugins]]\nname = \"p\"\npath = \"{}\"\n",
+        corrupt.display()
+    ));
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "{}: not a loadable Wasm component",
+            corrupt.display()
+        )),
+        "{err}"
+    );
+    let (ok, _, err) = check(&format!(
+        "{valid}[[plugins]]\nname = \"p\"\npath = \"/no/such.wasm\"\n"
+    ));
+    assert!(!ok);
+    assert!(err.contains("/no/such.wasm: No such file"), "{err}");
 }
