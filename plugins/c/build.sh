@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 OUT="$(realpath -m "${OUT:-../target}")"
-WASM_TOOLS="${WASM_TOOLS:-wasm-tools}"
+WASM_TOOLS="${WASM_TOOLS:-$(command -v wasm-tools || realpath -m ../../.venv/bin/wasm-tools)}"
 mkdir -p build "$OUT"
 wit-bindgen c ../wit/v0.1 --out-dir build >/dev/null
 for example in keyword_guard tag_injector hostile; do

@@ -66,7 +66,10 @@ void exports_tollgate_plugin_hooks_on_request(exports_tollgate_plugin_hooks_requ
       return;
     }
   }
-  if (redact.count > 0) {
+  bool any_to_redact = false;
+  for (size_t i = 0; i < req->messages.len && !any_to_redact; i++)
+    any_to_redact = tg_first_word(&redact, (const char *)req->messages.ptr[i].text.ptr, req->messages.ptr[i].text.len) >= 0;
+  if (any_to_redact) {
     bool any = false;
     tollgate_plugin_types_message_t *msgs = calloc(req->messages.len ? req->messages.len : 1, sizeof *msgs);
     for (size_t i = 0; i < req->messages.len; i++) {

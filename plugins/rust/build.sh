@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 OUT="$(realpath -m "${OUT:-../target}")"
-WASM_TOOLS="${WASM_TOOLS:-wasm-tools}"
+WASM_TOOLS="${WASM_TOOLS:-$(command -v wasm-tools || realpath -m ../../.venv/bin/wasm-tools)}"
 mkdir -p "$OUT"
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2; then
   cargo build --release --target wasm32-wasip2 --quiet

@@ -75,6 +75,8 @@ pub struct Plugin {
     pre: PluginPre<HostState>,
     env: Vec<(String, String)>,
     idle: Mutex<Vec<Warm>>,
+    /// `tollgate_plugin_calls_total{plugin}`, registered once (not per call).
+    calls: metrics::Counter,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -122,6 +124,7 @@ impl Plugin {
             pre,
             env,
             idle: Mutex::new(Vec::new()),
+            calls: metrics::counter!("tollgate_plugin_calls_total", "plugin" => config.name.clone()),
         };
         let first = block_on(plugin.instantiate())
             .and_then(|r| r)
@@ -318,8 +321,7 @@ impl Plugin {
     }
 
     async fn take_counted(&self, request_id: &str) -> Result<Warm, HookError> {
-        metrics::counter!("tollgate_plugin_calls_total", "plugin" => self.name.to_string())
-            .increment(1);
+        self.calls.increment(1);
         match self.take(request_id).await {
             Ok(w) => Ok(w),
             Err(e) => {
