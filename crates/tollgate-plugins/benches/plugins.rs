@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
     );
     let guards = [
         ("c", "c_keyword_guard.wasm"),
+        ("rust", "rs_json_tidy.wasm"),
         ("python", "py_pii_redactor.wasm"),
         ("js", "js_topic_router.wasm"),
     ];
@@ -76,6 +77,34 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| rt.block_on(fresh.on_request("bench", &req)).expect("call"));
             });
         }
+    }
+    group.finish();
+
+    // Close to the host's own cost per call (taking an instance, passing the 1 KB request in,
+    // the call): `score` on a tiny answer, which each example answers with a constant or a
+    // parse of "{}".
+    let resp = tollgate_plugins::types::Response {
+        provider: "mock".to_owned(),
+        model: "mock".to_owned(),
+        text: "{}".to_owned(),
+        finish_reason: None,
+        prompt_tokens: 10,
+        completion_tokens: 2,
+    };
+    let mut group = c.benchmark_group("plugin_call_overhead");
+    for (lang, file) in [
+        ("c", "c_keyword_guard.wasm"),
+        ("rust", "rs_json_tidy.wasm"),
+        ("python", "py_pii_redactor.wasm"),
+        ("js", "js_topic_router.wasm"),
+    ] {
+        if !plugin_dir().join(file).is_file() {
+            continue;
+        }
+        let warm = Plugin::load(&config(file, guard_config, 4)).expect("load");
+        group.bench_function(lang, |b| {
+            b.iter(|| rt.block_on(warm.score("bench", &req, &resp)).expect("call"));
+        });
     }
     group.finish();
 }
