@@ -28,7 +28,7 @@ bool exports_tollgate_plugin_hooks_init(tg_str *config, exports_tollgate_plugin_
 static tg_str redacted(const tg_str *text, bool *changed) {
   const char *mark = "[REDACTED]";
   size_t cap = text->len * 2 + 16, n = 0;
-  char *out = malloc(cap);
+  char *out = tg_alloc(cap);
   const char *s = (const char *)text->ptr;
   size_t i = 0;
   *changed = false;
@@ -38,15 +38,20 @@ static tg_str redacted(const tg_str *text, bool *changed) {
       if (redact.lens[w] <= text->len - i && tg_find_ci(s + i, redact.lens[w], redact.words[w], redact.lens[w]) == 0)
         hit = redact.lens[w];
     if (hit) {
-      if (n + 10 >= cap) out = realloc(out, cap *= 2);
+      if (n + 10 >= cap) out = tg_realloc(out, cap *= 2);
       memcpy(out + n, mark, 10);
       n += 10;
       i += hit;
       *changed = true;
     } else {
-      if (n + 1 >= cap) out = realloc(out, cap *= 2);
+      if (n + 1 >= cap) out = tg_realloc(out, cap *= 2);
       out[n++] = s[i++];
     }
+  }
+  if (n == 0) {
+    /* An empty string is returned without memory: the bindings free only non-empty ones. */
+    free(out);
+    out = NULL;
   }
   tg_str r = {(uint8_t *)out, n};
   return r;
@@ -71,7 +76,7 @@ void exports_tollgate_plugin_hooks_on_request(exports_tollgate_plugin_hooks_requ
     any_to_redact = tg_first_word(&redact, (const char *)req->messages.ptr[i].text.ptr, req->messages.ptr[i].text.len) >= 0;
   if (any_to_redact) {
     bool any = false;
-    tollgate_plugin_types_message_t *msgs = calloc(req->messages.len ? req->messages.len : 1, sizeof *msgs);
+    tollgate_plugin_types_message_t *msgs = tg_alloc(req->messages.len * sizeof *msgs);
     for (size_t i = 0; i < req->messages.len; i++) {
       bool changed;
       msgs[i].role = tg_dup((const char *)req->messages.ptr[i].role.ptr, req->messages.ptr[i].role.len);
@@ -114,7 +119,7 @@ void exports_tollgate_plugin_hooks_on_response(exports_tollgate_plugin_hooks_req
 void exports_tollgate_plugin_hooks_on_chunk(exports_tollgate_plugin_hooks_request_t *req, tg_str *chunk, exports_tollgate_plugin_hooks_stream_state_t *state, exports_tollgate_plugin_hooks_chunk_verdict_t *ret) {
   /* The tail of what was sent plus this chunk, so a word split across chunks is seen. */
   size_t n = state->tail.len + chunk->len;
-  char *window = malloc(n ? n : 1);
+  char *window = tg_alloc(n);
   memcpy(window, state->tail.ptr, state->tail.len);
   memcpy(window + state->tail.len, chunk->ptr, chunk->len);
   int w = tg_first_word(&stop, window, n);

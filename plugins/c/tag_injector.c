@@ -27,16 +27,20 @@ bool exports_tollgate_plugin_hooks_init(tg_str *config, exports_tollgate_plugin_
 void exports_tollgate_plugin_hooks_on_request(exports_tollgate_plugin_hooks_request_t *req, exports_tollgate_plugin_hooks_verdict_t *ret) {
   bool is_long = req->token_estimate > long_prompt;
   size_t n = (size_t)tags.count + (is_long ? 1 : 0);
+  tollgate_plugin_types_request_free(req);
+  if (n == 0) {
+    ret->tag = TOLLGATE_PLUGIN_TYPES_VERDICT_ALLOW;
+    return;
+  }
   tollgate_plugin_types_modification_t *m = &ret->val.modify;
   memset(m, 0, sizeof *m);
   ret->tag = TOLLGATE_PLUGIN_TYPES_VERDICT_MODIFY;
   m->tags.is_some = true;
   m->tags.val.len = n;
-  m->tags.val.ptr = calloc(n ? n : 1, sizeof(tg_str));
+  m->tags.val.ptr = tg_alloc(n * sizeof(tg_str));
   for (int i = 0; i < tags.count; i++) m->tags.val.ptr[i] = tg_dup(tags.words[i], tags.lens[i]);
   if (is_long) m->tags.val.ptr[tags.count] = tg_dup_c("long-prompt");
   tg_metric("tagged", 1);
-  tollgate_plugin_types_request_free(req);
 }
 
 void exports_tollgate_plugin_hooks_on_response(exports_tollgate_plugin_hooks_request_t *req, exports_tollgate_plugin_hooks_response_t *resp, exports_tollgate_plugin_hooks_response_verdict_t *ret) {

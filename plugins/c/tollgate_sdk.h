@@ -14,6 +14,27 @@
 
 typedef plugin_string_t tg_str;
 
+/* malloc that aborts (a trap: the host drops the instance) rather than return NULL: in wasm,
+ * writing through NULL does not fault, it corrupts memory at address 0. */
+static inline void *tg_alloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) abort();
+  return p;
+}
+
+static inline void *tg_realloc(void *p, size_t n) {
+  p = realloc(p, n);
+  if (!p) abort();
+  return p;
+}
+
+/* Frees a string we allocated, empty or not (the bindings' own free skips empty ones). */
+static inline void tg_str_free(tg_str *s) {
+  free(s->ptr);
+  s->ptr = NULL;
+  s->len = 0;
+}
+
 /* A copy of `len` bytes as a plugin string. */
 static inline tg_str tg_dup(const char *s, size_t len) {
   tg_str out;
@@ -26,7 +47,7 @@ static inline tg_str tg_dup_c(const char *s) { return tg_dup(s, strlen(s)); }
 /* a + b + c as a new plugin string (no stdio: printf would pull in WASI imports). */
 static inline tg_str tg_concat3(const char *a, const char *b, const char *c) {
   size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-  tg_str out = {malloc(la + lb + lc + 1), la + lb + lc};
+  tg_str out = {tg_alloc(la + lb + lc + 1), la + lb + lc};
   memcpy(out.ptr, a, la);
   memcpy(out.ptr + la, b, lb);
   memcpy(out.ptr + la + lb, c, lc);

@@ -41,6 +41,8 @@ export const hooks = {
       throw `topic_router: config is not JSON: ${e}`;
     }
     config = { ...config, ...parsed };
+    // Empty words would match everything.
+    for (const key of ['deny', 'redact', 'stop']) config[key] = (config[key] || []).filter((w) => w);
     return { onRequest: true, onChunk: true, route: true };
   },
 

@@ -37,8 +37,9 @@ class Hooks(exports.Hooks):
             RULES[:] = [(label, re.compile(p)) for label, p in rules.items()]
         except (ValueError, re.error) as e:
             raise Err(f"pii_redactor: bad config: {e}")
-        DENY[:] = [w.lower() for w in cfg.get("deny", [])]
-        STOP[:] = [w.lower() for w in cfg.get("stop", [])]
+        # Empty words would match everything.
+        DENY[:] = [w.lower() for w in cfg.get("deny", []) if w]
+        STOP[:] = [w.lower() for w in cfg.get("stop", []) if w]
         return (types.HookSet.ON_REQUEST | types.HookSet.ON_RESPONSE
                 | types.HookSet.ON_CHUNK)
 

@@ -8,7 +8,9 @@
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -44,10 +46,10 @@ impl DiskCache {
             .join(format!("{}.cwasm", hex::encode(key.finalize())))
     }
 
-    /// The compiled component, if cached and loadable.
+    /// The compiled component, if cached, trustworthy and loadable.
     pub(crate) fn load(&self, engine: &Engine, hash: &[u8; 32]) -> Option<Component> {
         let path = self.file(engine, hash);
-        if !path.is_file() {
+        if !trusted(&self.dir) || !trusted(&path) {
             return None;
         }
         // SAFETY: `deserialize_file` trusts its input to be wasmtime's own output. This file
@@ -69,15 +71,39 @@ impl DiskCache {
     /// Saves a compiled component; a failure only costs the next start a compile.
     pub(crate) fn store(&self, engine: &Engine, hash: &[u8; 32], component: &Component) {
         let path = self.file(engine, hash);
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let result = (|| -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
+            // Only this user may write here: what is here is loaded as native code.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)?;
             let bytes = component.serialize().map_err(std::io::Error::other)?;
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
+            let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+            let tmp = path.with_extension(format!("tmp{}.{n}", std::process::id()));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.sync_all()?;
             std::fs::rename(&tmp, &path)
         })();
         if let Err(e) = result {
             tracing::warn!(dir = %self.dir.display(), error = %e, "Cannot cache a compiled plugin.");
         }
     }
+}
+
+/// Whether `path` (not followed if it is a link) belongs to this process's user and nobody
+/// else may write it, so nothing another user planted is loaded.
+fn trusted(path: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    // `/proc/self` is owned by the process's effective user (no `unsafe` geteuid needed).
+    let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return false;
+    };
+    !meta.file_type().is_symlink() && meta.uid() == me && meta.mode() & 0o022 == 0
 }

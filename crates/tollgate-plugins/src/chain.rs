@@ -32,6 +32,8 @@ pub struct RequestChanges {
     pub modified_by: Vec<String>,
     /// Tags they added.
     pub tags: Vec<String>,
+    /// Messages or the output cap changed (not just tags): the request must be rebuilt.
+    pub body_changed: bool,
     /// A plugin chose another model alias.
     pub model_changed: bool,
 }
@@ -87,20 +89,24 @@ impl Plugins {
     }
 
     /// Runs `on-request` through the plugins: each sees the request as the ones before it
-    /// left it. Changes are applied to `req` and `view`.
+    /// left it, and applies to the model alias as they left it (a plugin scoped to the alias
+    /// an earlier one chose runs too). Changes are applied to `req` and `view`.
     pub async fn on_request(
         &self,
         view: &mut Request,
         req: &mut ChatRequest,
     ) -> Result<RequestChanges, Refusal> {
         let mut changes = RequestChanges::default();
-        let model = view.model.clone();
-        for p in self.with(&model, HookSet::ON_REQUEST) {
+        for p in self.list.iter().map(|p| &**p) {
+            if !p.hooks.intersects(HookSet::ON_REQUEST) || !p.config.applies_to(&view.model) {
+                continue;
+            }
             match p.on_request(&view.id, view).await {
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Deny(d)) => return Err(denial(p, d.status, d.message)),
                 Ok(Verdict::Modify(m)) => {
                     changes.model_changed |= m.model.as_ref().is_some_and(|n| *n != view.model);
+                    changes.body_changed |= m.messages.is_some() || m.max_tokens.is_some();
                     changes.tags.extend(view::apply(m, req, view));
                     changes.modified_by.push(p.name().to_owned());
                 }

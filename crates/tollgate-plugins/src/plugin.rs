@@ -47,22 +47,37 @@ impl HookError {
     }
 }
 
-/// A call's deadline passed (raised from the epoch callback).
-#[derive(Debug)]
+/// A call's deadline passed (raised from the epoch callback, or by the timer around a call
+/// that waits in the host).
+#[derive(Debug, thiserror::Error)]
+#[error("deadline passed")]
 struct DeadlinePassed;
 
-impl std::fmt::Display for DeadlinePassed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("deadline passed")
-    }
-}
+/// The most instances of one plugin alive at once (warm or in a call). Each takes slots in the
+/// engine's shared pool; past this, a call waits (within its deadline) for one to come back.
+pub const MAX_LIVE_INSTANCES: usize = 64;
 
-impl std::error::Error for DeadlinePassed {}
+/// How long past its deadline a call that waits in the host (not running wasm, which the
+/// epoch stops) may take before it is abandoned.
+const DEADLINE_SLACK: Duration = Duration::from_millis(5);
 
-/// An initialised instance.
+/// An initialised instance, holding its place among the plugin's live instances.
 struct Warm {
     store: Store<HostState>,
     bindings: Bindings,
+    _live: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Awaits `call`, but no longer than `timeout` and a little: the epoch stops a plugin only
+/// while it runs wasm, not while it waits in a WASI call (a sleep, a read).
+async fn bounded<R>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    match tokio::time::timeout(timeout + DEADLINE_SLACK, call).await {
+        Ok(r) => r,
+        Err(_) => Err(wasmtime::Error::new(DeadlinePassed)),
+    }
 }
 
 /// A plugin, ready to call.
@@ -75,6 +90,8 @@ pub struct Plugin {
     pre: PluginPre<HostState>,
     env: Vec<(String, String)>,
     idle: Mutex<Vec<Warm>>,
+    live: Arc<tokio::sync::Semaphore>,
+    metric_names: crate::host::MetricNames,
     /// `tollgate_plugin_calls_total{plugin}`, registered once (not per call).
     calls: metrics::Counter,
 }
@@ -124,9 +141,19 @@ impl Plugin {
             pre,
             env,
             idle: Mutex::new(Vec::new()),
+            live: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_INSTANCES)),
+            metric_names: crate::host::MetricNames::default(),
             calls: metrics::counter!("tollgate_plugin_calls_total", "plugin" => config.name.clone()),
         };
-        let first = block_on(plugin.instantiate())
+        let live = plugin
+            .live
+            .clone()
+            .try_acquire_owned()
+            .map_err(|e| PluginError::Init {
+                plugin: config.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let first = block_on(plugin.instantiate(live))
             .and_then(|r| r)
             .map_err(|e| PluginError::Init {
                 plugin: config.name.clone(),
@@ -163,9 +190,17 @@ impl Plugin {
     }
 
     /// A new instance, initialised with the plugin's config, and the hooks it implements.
-    async fn instantiate(&self) -> Result<(Warm, HookSet), HookError> {
+    async fn instantiate(
+        &self,
+        live: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<(Warm, HookSet), HookError> {
         let runtime = Runtime::shared().map_err(|e| HookError::Instantiate(e.to_string()))?;
-        let state = HostState::new(self.name.clone(), self.wasi()?, self.config.memory_bytes);
+        let state = HostState::new(
+            self.name.clone(),
+            self.wasi()?,
+            self.config.memory_bytes,
+            self.metric_names.clone(),
+        );
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| s);
         store.epoch_deadline_callback(|ctx| {
@@ -177,16 +212,26 @@ impl Plugin {
         });
         let timeout = self.config.timeout.max(MIN_INIT_TIMEOUT);
         arm(&mut store, "", timeout);
-        let bindings = match self.pre.instantiate_async(&mut store).await {
+        let bindings = match bounded(timeout, self.pre.instantiate_async(&mut store)).await {
             Ok(b) => b,
             Err(e) => return Err(classify(&store, e, timeout)),
         };
-        let init = bindings
-            .tollgate_plugin_hooks()
-            .call_init(&mut store, &self.config.config_json)
-            .await;
+        let init = bounded(
+            timeout,
+            bindings
+                .tollgate_plugin_hooks()
+                .call_init(&mut store, &self.config.config_json),
+        )
+        .await;
         match init {
-            Ok(Ok(hooks)) => Ok((Warm { store, bindings }, hooks)),
+            Ok(Ok(hooks)) => Ok((
+                Warm {
+                    store,
+                    bindings,
+                    _live: live,
+                },
+                hooks,
+            )),
             Ok(Err(refused)) => Err(HookError::Instantiate(format!(
                 "init refused its config: {}",
                 crate::host::truncate(&refused, 1024)
@@ -204,7 +249,14 @@ impl Plugin {
             .pop();
         let mut warm = match idle {
             Some(w) => w,
-            None => self.instantiate().await?.0,
+            None => {
+                let live =
+                    tokio::time::timeout(self.config.timeout, self.live.clone().acquire_owned())
+                        .await
+                        .map_err(|_| HookError::Timeout(self.config.timeout))?
+                        .map_err(|e| HookError::Instantiate(e.to_string()))?;
+                self.instantiate(live).await?.0
+            }
         };
         arm(&mut warm.store, request_id, self.config.timeout);
         Ok(warm)
@@ -246,11 +298,12 @@ impl Plugin {
     /// Calls `on-request`.
     pub async fn on_request(&self, request_id: &str, req: &Request) -> Result<Verdict, HookError> {
         let mut w = self.take_counted(request_id).await?;
-        let r = w
-            .bindings
-            .tollgate_plugin_hooks()
-            .call_on_request(&mut w.store, req)
-            .await;
+        let hooks = w.bindings.tollgate_plugin_hooks();
+        let r = bounded(
+            self.config.timeout,
+            hooks.call_on_request(&mut w.store, req),
+        )
+        .await;
         self.settle(w, r)
     }
 
@@ -262,11 +315,12 @@ impl Plugin {
         resp: &Response,
     ) -> Result<ResponseVerdict, HookError> {
         let mut w = self.take_counted(request_id).await?;
-        let r = w
-            .bindings
-            .tollgate_plugin_hooks()
-            .call_on_response(&mut w.store, req, resp)
-            .await;
+        let hooks = w.bindings.tollgate_plugin_hooks();
+        let r = bounded(
+            self.config.timeout,
+            hooks.call_on_response(&mut w.store, req, resp),
+        )
+        .await;
         self.settle(w, r)
     }
 
@@ -279,11 +333,12 @@ impl Plugin {
         state: &StreamState,
     ) -> Result<ChunkVerdict, HookError> {
         let mut w = self.take_counted(request_id).await?;
-        let r = w
-            .bindings
-            .tollgate_plugin_hooks()
-            .call_on_chunk(&mut w.store, req, chunk, state)
-            .await;
+        let hooks = w.bindings.tollgate_plugin_hooks();
+        let r = bounded(
+            self.config.timeout,
+            hooks.call_on_chunk(&mut w.store, req, chunk, state),
+        )
+        .await;
         self.settle(w, r)
     }
 
@@ -295,11 +350,12 @@ impl Plugin {
         resp: &Response,
     ) -> Result<f32, HookError> {
         let mut w = self.take_counted(request_id).await?;
-        let r = w
-            .bindings
-            .tollgate_plugin_hooks()
-            .call_score(&mut w.store, req, resp)
-            .await;
+        let hooks = w.bindings.tollgate_plugin_hooks();
+        let r = bounded(
+            self.config.timeout,
+            hooks.call_score(&mut w.store, req, resp),
+        )
+        .await;
         self.settle(w, r)
             .map(|s| if s.is_nan() { 0.0 } else { s.clamp(0.0, 1.0) })
     }
@@ -312,11 +368,12 @@ impl Plugin {
         candidates: &[Target],
     ) -> Result<Option<Vec<Target>>, HookError> {
         let mut w = self.take_counted(request_id).await?;
-        let r = w
-            .bindings
-            .tollgate_plugin_hooks()
-            .call_route(&mut w.store, req, candidates)
-            .await;
+        let hooks = w.bindings.tollgate_plugin_hooks();
+        let r = bounded(
+            self.config.timeout,
+            hooks.call_route(&mut w.store, req, candidates),
+        )
+        .await;
         self.settle(w, r)
     }
 
@@ -339,6 +396,7 @@ fn arm(store: &mut Store<HostState>, request_id: &str, timeout: Duration) {
     data.request_id.push_str(request_id);
     data.deadline = Instant::now() + timeout;
     data.hit_memory_cap = false;
+    data.logs_this_call = 0;
     store.set_epoch_deadline(1);
 }
 

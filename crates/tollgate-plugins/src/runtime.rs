@@ -34,28 +34,35 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-static SHARED: OnceLock<Result<Runtime, String>> = OnceLock::new();
+static SHARED: OnceLock<Runtime> = OnceLock::new();
+/// Held while the runtime starts, so it starts once; a failed start is tried again by the next
+/// load (a reload after the operator fixes the cause), not remembered.
+static STARTING: Mutex<()> = Mutex::new(());
 
 impl Runtime {
     /// The process's runtime, started on first use (with its epoch ticker thread).
     pub fn shared() -> Result<&'static Runtime, PluginError> {
-        SHARED
-            .get_or_init(|| {
-                let runtime = Runtime::new(DiskCache::from_env())?;
-                let engine = runtime.engine.clone();
-                std::thread::Builder::new()
-                    .name("tollgate-wasm-epoch".to_owned())
-                    .spawn(move || {
-                        loop {
-                            std::thread::sleep(TICK);
-                            engine.increment_epoch();
-                        }
-                    })
-                    .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
-                Ok(runtime)
+        if let Some(r) = SHARED.get() {
+            return Ok(r);
+        }
+        let _starting = STARTING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = SHARED.get() {
+            return Ok(r);
+        }
+        let runtime = Runtime::new(DiskCache::from_env()).map_err(PluginError::Engine)?;
+        let engine = runtime.engine.clone();
+        std::thread::Builder::new()
+            .name("tollgate-wasm-epoch".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
             })
-            .as_ref()
-            .map_err(|e| PluginError::Engine(e.clone()))
+            .map_err(|e| PluginError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(SHARED.get_or_init(|| runtime))
     }
 
     fn new(disk: Option<DiskCache>) -> Result<Runtime, String> {

@@ -11,6 +11,10 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 /// Longest line logged; longer ones are logged in pieces.
 const MAX_LINE: usize = 2048;
 
+/// Lines one instance may log; the rest are dropped (a plugin printing in a loop must not
+/// flood the gateway's log).
+const MAX_LINES: u32 = 1000;
+
 /// The stderr given to every instance.
 pub(crate) struct StderrToLog {
     pub(crate) plugin: Arc<str>,
@@ -27,6 +31,7 @@ impl StdoutStream for StderrToLog {
         Box::new(LineLogger {
             plugin: self.plugin.clone(),
             line: Vec::new(),
+            logged: 0,
         })
     }
 }
@@ -34,6 +39,7 @@ impl StdoutStream for StderrToLog {
 struct LineLogger {
     plugin: Arc<str>,
     line: Vec<u8>,
+    logged: u32,
 }
 
 impl LineLogger {
@@ -41,7 +47,13 @@ impl LineLogger {
         let line: Vec<u8> = self.line.drain(..upto).collect();
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end();
-        if !text.is_empty() {
+        if text.is_empty() || self.logged > MAX_LINES {
+            return;
+        }
+        self.logged += 1;
+        if self.logged > MAX_LINES {
+            tracing::warn!(plugin = %self.plugin, "plugin stderr: further lines dropped");
+        } else {
             tracing::warn!(plugin = %self.plugin, "plugin stderr: {text}");
         }
     }

@@ -60,24 +60,7 @@ pub(crate) fn apply(
 ) -> Vec<String> {
     if let Some(messages) = change.messages {
         let old = std::mem::take(&mut req.messages);
-        req.messages = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| match old.get(i) {
-                // An unchanged message keeps its parts (images, tool calls) as they were.
-                Some(o) if o.role == m.role && o.text() == m.text => o.clone(),
-                Some(o) if o.role == m.role => {
-                    let mut changed = o.clone();
-                    changed.content = Value::String(m.text.clone());
-                    changed
-                }
-                _ => tollgate_types::Message {
-                    role: m.role.clone(),
-                    content: Value::String(m.text.clone()),
-                    extra: serde_json::Map::new(),
-                },
-            })
-            .collect();
+        req.messages = align(&old, &messages);
         let bytes: usize = messages.iter().map(|m| m.text.len()).sum();
         view.token_estimate = u32::try_from(bytes.div_ceil(4)).unwrap_or(u32::MAX);
         view.messages = messages;
@@ -97,6 +80,38 @@ pub(crate) fn apply(
     let tags = change.tags.unwrap_or_default();
     view.tags.extend(tags.iter().cloned());
     tags
+}
+
+/// The new conversation, keeping each old message the plugin kept. A forward scan pairs new
+/// messages with old ones: an unchanged one (same role and text) is kept whole, with its parts
+/// (images, tool calls); a changed one at the same place keeps its other fields (name, tool
+/// call id) with the new text; anything else is a new text message. Messages a plugin inserts
+/// or drops do not shift the pairing of the rest.
+fn align(old: &[tollgate_types::Message], new: &[Message]) -> Vec<tollgate_types::Message> {
+    let texts: Vec<String> = old.iter().map(tollgate_types::Message::text).collect();
+    let mut next = 0;
+    new.iter()
+        .map(|m| {
+            let same = (next..old.len()).find(|&i| old[i].role == m.role && texts[i] == m.text);
+            if let Some(i) = same {
+                next = i + 1;
+                return old[i].clone();
+            }
+            match old.get(next) {
+                Some(o) if o.role == m.role => {
+                    next += 1;
+                    let mut changed = o.clone();
+                    changed.content = Value::String(m.text.clone());
+                    changed
+                }
+                _ => tollgate_types::Message {
+                    role: m.role.clone(),
+                    content: Value::String(m.text.clone()),
+                    extra: serde_json::Map::new(),
+                },
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -156,5 +171,41 @@ mod tests {
         assert_eq!(req.model, "other");
         assert_eq!(view.model, "other");
         assert_eq!(view.tags, ["redacted"]);
+    }
+
+    #[test]
+    fn an_inserted_message_does_not_shift_the_rest() {
+        let mut req = chat(serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"}
+        ]}));
+        let mut view = request(&RequestInfo::default(), &req);
+        let mut messages = view.messages.clone();
+        messages.insert(
+            0,
+            Message {
+                role: "system".to_owned(),
+                text: "Be brief.".to_owned(),
+            },
+        );
+        apply(
+            Modification {
+                messages: Some(messages),
+                max_tokens: None,
+                model: None,
+                tags: None,
+            },
+            &mut req,
+            &mut view,
+        );
+        assert_eq!(req.messages.len(), 4);
+        assert_eq!(req.messages[0].text(), "Be brief.");
+        assert!(
+            req.messages[2].extra.contains_key("tool_calls"),
+            "tool calls kept"
+        );
+        assert_eq!(req.messages[3].extra["tool_call_id"], "c1");
     }
 }

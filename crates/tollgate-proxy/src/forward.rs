@@ -93,22 +93,23 @@ pub async fn deliver_json(
             .map_err(|e| AttemptError::Malformed(e.to_string()))?;
         ctx.set_usage(translated.usage);
         body = translated.body;
-        let schema_refusal = match crate::structured::check_answer(ctx, &body) {
-            crate::structured::Checked::Pass => None,
-            // Nothing is sent or settled: the request asks again, and pays for both.
-            crate::structured::Checked::Repair => return Ok(Forwarded::Done),
-            crate::structured::Checked::Refuse(e) => Some(e),
+        // Plugins and guardrails first; then the schema check, on the text the client would
+        // get (a plugin may have tidied it, a guardrail redacted it).
+        let mut checked = match crate::plugins::check_answer(ctx, body).await {
+            Ok(b) => crate::guard::check_answer(ctx, b),
+            Err(e) => Err(e),
         };
+        if let Ok(b) = &checked {
+            match crate::structured::check_answer(ctx, b).await {
+                crate::structured::Checked::Pass => {}
+                // Nothing is sent or settled: the request asks again, and pays for both.
+                crate::structured::Checked::Repair => return Ok(Forwarded::Done),
+                crate::structured::Checked::Refuse(e) => checked = Err(e),
+            }
+        }
         if let Some(spend) = ctx.spend.clone() {
             spend.settle_budgets(ctx).await;
         }
-        let checked = match schema_refusal {
-            Some(e) => Err(e),
-            None => match crate::plugins::check_answer(ctx, body).await {
-                Ok(b) => crate::guard::check_answer(ctx, b),
-                Err(e) => Err(e),
-            },
-        };
         match checked {
             Ok(checked) => body = checked,
             Err(e) => {

@@ -73,9 +73,11 @@ pub async fn on_request(
             .on_request(&mut view, req)
             .await
             .map_err(|r| refusal(ctx, &r, "deny_request"))?;
-        if !changes.modified_by.is_empty() {
+        if changes.body_changed || changes.model_changed {
             // The client's own `/v1/messages` body no longer says what is sent.
             ctx.messages_body = None;
+        }
+        if !changes.modified_by.is_empty() {
             for p in &changes.modified_by {
                 metrics::counter!("tollgate_plugin_actions_total", "plugin" => p.clone(), "action" => "modify_request")
                     .increment(1);

@@ -78,7 +78,7 @@ pub enum Checked {
 }
 
 /// Checks a complete answer against the request's schema.
-pub fn check_answer(ctx: &mut RequestCtx, body: &[u8]) -> Checked {
+pub async fn check_answer(ctx: &mut RequestCtx, body: &[u8]) -> Checked {
     let Some(check) = ctx.output_check.as_mut() else {
         return Checked::Pass;
     };
@@ -93,7 +93,7 @@ pub fn check_answer(ctx: &mut RequestCtx, body: &[u8]) -> Checked {
         return Checked::Pass;
     };
     let guardrail = check.guardrail.clone();
-    if std::mem::take(&mut check.repair_left) {
+    if std::mem::take(&mut check.repair_left) && room_for_repair(ctx).await {
         crate::metrics::record_guardrail(&guardrail, "repair_response");
         tracing::info!(request_id = %ctx.request_id, %guardrail, %reason,
             "An answer failed its JSON schema; asking the model to repair it.");
@@ -101,17 +101,10 @@ pub fn check_answer(ctx: &mut RequestCtx, body: &[u8]) -> Checked {
             answer: text.to_owned(),
             reason,
         });
-        let prior = ctx.prior.unwrap_or_default();
+        // What this answer used (`set_usage` adds it to the next one's).
         ctx.prior = Some(Prior {
-            usage: add(prior.usage, ctx.usage.unwrap_or_default()),
-            cost: match (
-                ctx.prior
-                    .map_or(Some(tollgate_types::Usd::ZERO), |p| p.cost),
-                ctx.cost,
-            ) {
-                (Some(a), Some(b)) => Some(a.saturating_add(b)),
-                _ => None,
-            },
+            usage: ctx.usage.unwrap_or_default(),
+            cost: ctx.cost,
         });
         return Checked::Repair;
     }
@@ -125,6 +118,19 @@ pub fn check_answer(ctx: &mut RequestCtx, body: &[u8]) -> Checked {
         )
         .with_code("output_schema_invalid"),
     )
+}
+
+/// Whether the request's budgets have room for a repair: the request reserved for one answer,
+/// so a second one must fit in what is left beside the reservation (about what the first one
+/// cost, as the repair asks for the same answer again). Without USD budgets there is no cap.
+async fn room_for_repair(ctx: &RequestCtx) -> bool {
+    let Some(spend) = ctx.spend.clone() else {
+        return true;
+    };
+    match spend.remaining(ctx).await {
+        None => true,
+        Some(room) => room >= ctx.cost.unwrap_or(tollgate_types::Usd::ZERO),
+    }
 }
 
 /// Token counts summed.

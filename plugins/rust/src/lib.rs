@@ -40,7 +40,14 @@ fn settings() -> std::sync::MutexGuard<'static, Words> {
 fn words(v: &serde_json::Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(|w| w.as_array())
-        .map(|a| a.iter().filter_map(|w| w.as_str()).map(|w| w.to_lowercase()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|w| w.as_str())
+                // An empty word would match everywhere (and never advance the redaction).
+                .filter(|w| !w.is_empty())
+                .map(|w| w.to_lowercase())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
