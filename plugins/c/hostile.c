@@ -38,28 +38,10 @@ void exports_tollgate_plugin_hooks_on_request(exports_tollgate_plugin_hooks_requ
   }
 }
 
-void exports_tollgate_plugin_hooks_on_response(exports_tollgate_plugin_hooks_request_t *req, exports_tollgate_plugin_hooks_response_t *resp, exports_tollgate_plugin_hooks_response_verdict_t *ret) {
-  ret->tag = TOLLGATE_PLUGIN_TYPES_RESPONSE_VERDICT_ALLOW;
-  tollgate_plugin_types_request_free(req);
-  tollgate_plugin_types_response_free(resp);
-}
+TG_NEUTRAL_ON_RESPONSE
 
-void exports_tollgate_plugin_hooks_on_chunk(exports_tollgate_plugin_hooks_request_t *req, tg_str *chunk, exports_tollgate_plugin_hooks_stream_state_t *state, exports_tollgate_plugin_hooks_chunk_verdict_t *ret) {
-  ret->tag = TOLLGATE_PLUGIN_TYPES_CHUNK_VERDICT_PASS;
-  tollgate_plugin_types_request_free(req);
-  plugin_string_free(chunk);
-  tollgate_plugin_types_stream_state_free(state);
-}
+TG_NEUTRAL_ON_CHUNK
 
-float exports_tollgate_plugin_hooks_score(exports_tollgate_plugin_hooks_request_t *req, exports_tollgate_plugin_hooks_response_t *resp) {
-  tollgate_plugin_types_request_free(req);
-  tollgate_plugin_types_response_free(resp);
-  return 1.0f;
-}
+TG_NEUTRAL_SCORE
 
-bool exports_tollgate_plugin_hooks_route(exports_tollgate_plugin_hooks_request_t *req, exports_tollgate_plugin_hooks_list_target_t *candidates, exports_tollgate_plugin_hooks_list_target_t *ret) {
-  (void)ret;
-  tollgate_plugin_types_request_free(req);
-  exports_tollgate_plugin_hooks_list_target_free(candidates);
-  return false;
-}
+TG_NEUTRAL_ROUTE

@@ -134,14 +134,6 @@ void exports_tollgate_plugin_hooks_on_chunk(exports_tollgate_plugin_hooks_reques
   tollgate_plugin_types_stream_state_free(state);
 }
 
-float exports_tollgate_plugin_hooks_score(exports_tollgate_plugin_hooks_request_t *req, exports_tollgate_plugin_hooks_response_t *resp) {
-  tollgate_plugin_types_request_free(req);
-  tollgate_plugin_types_response_free(resp);
-  return 1.0f;
-}
+TG_NEUTRAL_SCORE
 
-bool exports_tollgate_plugin_hooks_route(exports_tollgate_plugin_hooks_request_t *req, exports_tollgate_plugin_hooks_list_target_t *candidates, exports_tollgate_plugin_hooks_list_target_t *ret) {
-  tollgate_plugin_types_request_free(req);
-  exports_tollgate_plugin_hooks_list_target_free(candidates);
-  return false;
-}
+TG_NEUTRAL_ROUTE

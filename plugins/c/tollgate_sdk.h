@@ -124,4 +124,40 @@ static inline void tg_metric(const char *name, uint64_t delta) {
   tollgate_plugin_host_metric(&m, delta);
 }
 
+/* Neutral implementations of hooks a plugin does not use (it must still export every hook;
+ * `init` says which ones the gateway calls). Write e.g. `TG_NEUTRAL_ON_CHUNK` at file scope. */
+#define TG_NEUTRAL_ON_RESPONSE                                                                 \
+  void exports_tollgate_plugin_hooks_on_response(exports_tollgate_plugin_hooks_request_t *req,  \
+      exports_tollgate_plugin_hooks_response_t *resp,                                           \
+      exports_tollgate_plugin_hooks_response_verdict_t *ret) {                                  \
+    ret->tag = TOLLGATE_PLUGIN_TYPES_RESPONSE_VERDICT_ALLOW;                                    \
+    tollgate_plugin_types_request_free(req);                                                    \
+    tollgate_plugin_types_response_free(resp);                                                  \
+  }
+#define TG_NEUTRAL_ON_CHUNK                                                                    \
+  void exports_tollgate_plugin_hooks_on_chunk(exports_tollgate_plugin_hooks_request_t *req,     \
+      tg_str *chunk, exports_tollgate_plugin_hooks_stream_state_t *state,                       \
+      exports_tollgate_plugin_hooks_chunk_verdict_t *ret) {                                     \
+    ret->tag = TOLLGATE_PLUGIN_TYPES_CHUNK_VERDICT_PASS;                                        \
+    tollgate_plugin_types_request_free(req);                                                    \
+    plugin_string_free(chunk);                                                                  \
+    tollgate_plugin_types_stream_state_free(state);                                             \
+  }
+#define TG_NEUTRAL_SCORE                                                                       \
+  float exports_tollgate_plugin_hooks_score(exports_tollgate_plugin_hooks_request_t *req,       \
+      exports_tollgate_plugin_hooks_response_t *resp) {                                         \
+    tollgate_plugin_types_request_free(req);                                                    \
+    tollgate_plugin_types_response_free(resp);                                                  \
+    return 1.0f;                                                                                \
+  }
+#define TG_NEUTRAL_ROUTE                                                                       \
+  bool exports_tollgate_plugin_hooks_route(exports_tollgate_plugin_hooks_request_t *req,        \
+      exports_tollgate_plugin_hooks_list_target_t *candidates,                                  \
+      exports_tollgate_plugin_hooks_list_target_t *ret) {                                       \
+    (void)ret;                                                                                  \
+    tollgate_plugin_types_request_free(req);                                                    \
+    exports_tollgate_plugin_hooks_list_target_free(candidates);                                 \
+    return false;                                                                               \
+  }
+
 #endif

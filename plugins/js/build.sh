@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 OUT="$(realpath -m "${OUT:-../target}")"
 mkdir -p "$OUT"
 if [ ! -d node_modules/@bytecodealliance/componentize-js ]; then
-  npm install --no-audit --no-fund --loglevel=error
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 node componentize.mjs topic_router.js ../wit/v0.1 "$OUT/js_topic_router.wasm"
 echo "built $OUT/js_topic_router.wasm ($(stat -c %s "$OUT/js_topic_router.wasm") bytes)"

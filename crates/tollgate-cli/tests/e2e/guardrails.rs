@@ -2,7 +2,7 @@
 //! it, a prompt injection refused with 403, a complete answer redacted, and a stream stopped
 //! mid-way when its text trips an answer guardrail.
 
-use crate::harness::{Gateway, ask_mock, mock, mock_provider};
+use crate::harness::{Gateway, ask_mock, mock, mock_provider, mock_received};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
@@ -11,22 +11,6 @@ fn with_guardrails(m: &tollgate_mock::MockHandle, guardrails: &str) -> String {
         "{}\n[models.m]\ntargets = [{{ provider = \"a\", model = \"mock\" }}]\n{guardrails}",
         mock_provider("a", &m.base_url(), "")
     )
-}
-
-/// The bodies the mock received.
-async fn received(m: &tollgate_mock::MockHandle) -> Vec<Value> {
-    let v: Value = reqwest::get(format!("http://{}/mock/requests", m.addr))
-        .await
-        .expect("mock log")
-        .json()
-        .await
-        .expect("json");
-    v["requests"]
-        .as_array()
-        .expect("requests")
-        .iter()
-        .map(|r| r["body"].clone())
-        .collect()
 }
 
 fn ask(content: &str, stream: bool) -> Value {
@@ -52,7 +36,7 @@ async fn personal_data_is_redacted_and_injections_are_refused() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 200);
-    let seen = received(&m).await;
+    let seen = mock_received(&m).await;
     assert_eq!(
         seen.last().expect("one request")["messages"][0]["content"],
         "I am [EMAIL], card [CREDIT_CARD]. Help?"
@@ -267,7 +251,7 @@ async fn json_schema_answers_are_checked_and_repaired_once() {
     let answer: Value = resp.json().await.expect("json");
     assert_eq!(content(&answer)["city"], "mock");
     assert_eq!(m.stats.requests(), before + 2, "one repair, no more");
-    let seen = received(&m).await;
+    let seen = mock_received(&m).await;
     let repair = &seen.last().expect("repair request")["messages"];
     assert_eq!(repair[1]["role"], "assistant");
     assert!(

@@ -235,6 +235,22 @@ pub async fn ask_mock(
         .expect("json")
 }
 
+/// The JSON bodies the mock received, oldest first.
+pub async fn mock_received(m: &tollgate_mock::MockHandle) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = reqwest::get(format!("http://{}/mock/requests", m.addr))
+        .await
+        .expect("mock log")
+        .json()
+        .await
+        .expect("json");
+    v["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .map(|r| r["body"].clone())
+        .collect()
+}
+
 /// A mock provider with default behaviour, on a free port.
 pub async fn mock() -> tollgate_mock::MockHandle {
     tollgate_mock::spawn("127.0.0.1:0", tollgate_mock::MockConfig::default())

@@ -7,7 +7,7 @@
 //! else from `plugins/target` if built there; without either, these tests say they are
 //! skipped.
 
-use crate::harness::{Gateway, chat, mock, mock_provider};
+use crate::harness::{Gateway, chat, mock, mock_provider, mock_received};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,16 +55,9 @@ fn models(m: &tollgate_mock::MockHandle, names: &[&str]) -> String {
 }
 
 async fn last_seen(m: &tollgate_mock::MockHandle) -> Value {
-    let v: Value = reqwest::get(format!("http://{}/mock/requests", m.addr))
+    mock_received(m)
         .await
-        .expect("mock log")
-        .json()
-        .await
-        .expect("json");
-    v["requests"]
-        .as_array()
-        .and_then(|r| r.last())
-        .map(|r| r["body"].clone())
+        .pop()
         .expect("a request reached the mock")
 }
 
