@@ -22,6 +22,7 @@
 
 mod bindings;
 mod cache;
+mod calls;
 mod chain;
 mod host;
 mod plugin;

@@ -1,14 +1,11 @@
 //! One loaded plugin: its pre-linked component, its settings, and its pool of warm
-//! instances. Every hook call gets an instance, arms its deadline, calls, and returns the
-//! instance to the pool only if the call succeeded.
+//! instances (the hook calls themselves are in `calls.rs`).
 
 use crate::PluginError;
 use crate::bindings::{Plugin as Bindings, PluginPre};
 use crate::host::HostState;
 use crate::runtime::Runtime;
-use crate::types::{
-    ChunkVerdict, HookSet, Request, Response, ResponseVerdict, StreamState, Target, Verdict,
-};
+use crate::types::HookSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tollgate_config::plugins::PluginConfig;
@@ -62,15 +59,15 @@ pub const MAX_LIVE_INSTANCES: usize = 64;
 const DEADLINE_SLACK: Duration = Duration::from_millis(5);
 
 /// An initialised instance, holding its place among the plugin's live instances.
-struct Warm {
-    store: Store<HostState>,
-    bindings: Bindings,
+pub(crate) struct Warm {
+    pub(crate) store: Store<HostState>,
+    pub(crate) bindings: Bindings,
     _live: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Awaits `call`, but no longer than `timeout` and a little: the epoch stops a plugin only
 /// while it runs wasm, not while it waits in a WASI call (a sleep, a read).
-async fn bounded<R>(
+pub(crate) async fn bounded<R>(
     timeout: Duration,
     call: impl std::future::Future<Output = wasmtime::Result<R>>,
 ) -> wasmtime::Result<R> {
@@ -93,7 +90,7 @@ pub struct Plugin {
     live: Arc<tokio::sync::Semaphore>,
     metric_names: crate::host::MetricNames,
     /// `tollgate_plugin_calls_total{plugin}`, registered once (not per call).
-    calls: metrics::Counter,
+    pub(crate) calls: metrics::Counter,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -241,7 +238,7 @@ impl Plugin {
     }
 
     /// A warm instance, or a new one.
-    async fn take(&self, request_id: &str) -> Result<Warm, HookError> {
+    pub(crate) async fn take(&self, request_id: &str) -> Result<Warm, HookError> {
         let idle = self
             .idle
             .lock()
@@ -274,7 +271,11 @@ impl Plugin {
 
     /// Settles one call: the instance goes back to the pool after a success, and is dropped
     /// (with the error counted and logged) after a failure.
-    fn settle<R>(&self, warm: Warm, result: wasmtime::Result<R>) -> Result<R, HookError> {
+    pub(crate) fn settle<R>(
+        &self,
+        warm: Warm,
+        result: wasmtime::Result<R>,
+    ) -> Result<R, HookError> {
         match result {
             Ok(r) => {
                 self.put_back(warm);
@@ -293,99 +294,6 @@ impl Plugin {
         metrics::counter!("tollgate_plugin_errors_total", "plugin" => self.name.to_string(), "kind" => err.kind())
             .increment(1);
         tracing::warn!(plugin = %self.name, request_id, error = %err, fail_open = self.config.fail_open, "A plugin call failed.");
-    }
-
-    /// Calls `on-request`.
-    pub async fn on_request(&self, request_id: &str, req: &Request) -> Result<Verdict, HookError> {
-        let mut w = self.take_counted(request_id).await?;
-        let hooks = w.bindings.tollgate_plugin_hooks();
-        let r = bounded(
-            self.config.timeout,
-            hooks.call_on_request(&mut w.store, req),
-        )
-        .await;
-        self.settle(w, r)
-    }
-
-    /// Calls `on-response`.
-    pub async fn on_response(
-        &self,
-        request_id: &str,
-        req: &Request,
-        resp: &Response,
-    ) -> Result<ResponseVerdict, HookError> {
-        let mut w = self.take_counted(request_id).await?;
-        let hooks = w.bindings.tollgate_plugin_hooks();
-        let r = bounded(
-            self.config.timeout,
-            hooks.call_on_response(&mut w.store, req, resp),
-        )
-        .await;
-        self.settle(w, r)
-    }
-
-    /// Calls `on-chunk`.
-    pub async fn on_chunk(
-        &self,
-        request_id: &str,
-        req: &Request,
-        chunk: &str,
-        state: &StreamState,
-    ) -> Result<ChunkVerdict, HookError> {
-        let mut w = self.take_counted(request_id).await?;
-        let hooks = w.bindings.tollgate_plugin_hooks();
-        let r = bounded(
-            self.config.timeout,
-            hooks.call_on_chunk(&mut w.store, req, chunk, state),
-        )
-        .await;
-        self.settle(w, r)
-    }
-
-    /// Calls `score`; a score outside 0..=1 (or NaN) is clamped into it.
-    pub async fn score(
-        &self,
-        request_id: &str,
-        req: &Request,
-        resp: &Response,
-    ) -> Result<f32, HookError> {
-        let mut w = self.take_counted(request_id).await?;
-        let hooks = w.bindings.tollgate_plugin_hooks();
-        let r = bounded(
-            self.config.timeout,
-            hooks.call_score(&mut w.store, req, resp),
-        )
-        .await;
-        self.settle(w, r)
-            .map(|s| if s.is_nan() { 0.0 } else { s.clamp(0.0, 1.0) })
-    }
-
-    /// Calls `route`.
-    pub async fn route(
-        &self,
-        request_id: &str,
-        req: &Request,
-        candidates: &[Target],
-    ) -> Result<Option<Vec<Target>>, HookError> {
-        let mut w = self.take_counted(request_id).await?;
-        let hooks = w.bindings.tollgate_plugin_hooks();
-        let r = bounded(
-            self.config.timeout,
-            hooks.call_route(&mut w.store, req, candidates),
-        )
-        .await;
-        self.settle(w, r)
-    }
-
-    async fn take_counted(&self, request_id: &str) -> Result<Warm, HookError> {
-        self.calls.increment(1);
-        match self.take(request_id).await {
-            Ok(w) => Ok(w),
-            Err(e) => {
-                self.record_failure(request_id, &e);
-                Err(e)
-            }
-        }
     }
 }
 
