@@ -145,6 +145,7 @@ async fn gateways_sharing_redis_share_one_bucket() {
     let mut statuses = Vec::new();
     let mut remaining = Vec::new();
     let mut tokens_left = Vec::new();
+    let started = Instant::now();
     for i in 0..8 {
         let gw = if i % 2 == 0 { &a } else { &b };
         let resp = gw.chat("m", "hi").await;
@@ -176,10 +177,11 @@ async fn gateways_sharing_redis_share_one_bucket() {
         .expect("header")
         .parse()
         .expect("number");
-    // The bucket refills continuously (1,667 tokens a second), so allow for the time the
-    // requests took: well under one answer's tokens on loopback.
+    // The bucket refills continuously (1,667 tokens a second): allow for the time the
+    // requests took, measured (on a loaded machine it can be more than an answer's tokens).
+    let refill = (started.elapsed().as_secs_f64() * 100_000.0 / 60.0).ceil() as u64;
     assert!(
-        left < 100_000 - 4 * reported && left + 64 >= 100_000 - 5 * reported,
-        "left {left}, each answer {reported} tokens"
+        left <= 100_000 - 5 * reported + refill && left + 64 >= 100_000 - 5 * reported,
+        "left {left}, each answer {reported} tokens, refilled up to {refill}"
     );
 }
