@@ -91,6 +91,10 @@ impl Plugin {
 
     async fn take_counted(&self, request_id: &str) -> Result<Warm, HookError> {
         self.calls.increment(1);
+        if let Err(e) = self.check_rest() {
+            self.record_failure(request_id, &e);
+            return Err(e);
+        }
         match self.take(request_id).await {
             Ok(w) => Ok(w),
             Err(e) => {

@@ -30,6 +30,10 @@ pub enum HookError {
     /// A new instance could not be created or initialised.
     #[error("could not start an instance: {0}")]
     Instantiate(String),
+    /// Skipped: the plugin ran out of time on its last calls and is resting (a runaway plugin
+    /// would otherwise burn a whole deadline of CPU on every request).
+    #[error("skipped after {0} calls in a row ran out of time")]
+    Tripped(u32),
 }
 
 impl HookError {
@@ -40,6 +44,7 @@ impl HookError {
             HookError::Memory(_) => "memory",
             HookError::Trap(_) => "trap",
             HookError::Instantiate(_) => "instantiate",
+            HookError::Tripped(_) => "tripped",
         }
     }
 }
@@ -53,6 +58,11 @@ struct DeadlinePassed;
 /// The most instances of one plugin alive at once (warm or in a call). Each takes slots in the
 /// engine's shared pool; past this, a call waits (within its deadline) for one to come back.
 pub const MAX_LIVE_INSTANCES: usize = 64;
+
+/// Calls in a row that run out of time before a plugin rests, and how long it rests (then one
+/// call tries it again).
+pub const TRIP_AFTER_TIMEOUTS: u32 = 3;
+const REST: Duration = Duration::from_secs(10);
 
 /// How long past its deadline a call that waits in the host (not running wasm, which the
 /// epoch stops) may take before it is abandoned.
@@ -91,6 +101,9 @@ pub struct Plugin {
     metric_names: crate::host::MetricNames,
     /// `tollgate_plugin_calls_total{plugin}`, registered once (not per call).
     pub(crate) calls: metrics::Counter,
+    /// Calls in a row that ran out of time, and until when the plugin rests.
+    timeouts_in_a_row: std::sync::atomic::AtomicU32,
+    resting_until: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -140,6 +153,8 @@ impl Plugin {
             idle: Mutex::new(Vec::new()),
             live: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_INSTANCES)),
             metric_names: crate::host::MetricNames::default(),
+            timeouts_in_a_row: std::sync::atomic::AtomicU32::new(0),
+            resting_until: Mutex::new(None),
             calls: metrics::counter!("tollgate_plugin_calls_total", "plugin" => config.name.clone()),
         };
         let live = plugin
@@ -276,16 +291,50 @@ impl Plugin {
         warm: Warm,
         result: wasmtime::Result<R>,
     ) -> Result<R, HookError> {
+        use std::sync::atomic::Ordering;
         match result {
             Ok(r) => {
+                self.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 self.put_back(warm);
                 Ok(r)
             }
             Err(e) => {
                 let err = classify(&warm.store, e, self.config.timeout);
+                if matches!(err, HookError::Timeout(_)) {
+                    let n = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n >= TRIP_AFTER_TIMEOUTS {
+                        *self.resting() = Some(Instant::now() + REST);
+                        tracing::warn!(plugin = %self.name, timeouts = n, rest_secs = REST.as_secs(),
+                            "A plugin keeps running out of time; skipping it for a while.");
+                    }
+                } else {
+                    self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+                }
                 self.record_failure(&warm.store.data().request_id, &err);
                 Err(err)
             }
+        }
+    }
+
+    fn resting(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.resting_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `Err` while the plugin rests; the first call after the rest tries it again.
+    pub(crate) fn check_rest(&self) -> Result<(), HookError> {
+        let mut resting = self.resting();
+        match *resting {
+            Some(until) if Instant::now() < until => Err(HookError::Tripped(
+                self.timeouts_in_a_row
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )),
+            Some(_) => {
+                *resting = None;
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -293,6 +342,11 @@ impl Plugin {
     pub(crate) fn record_failure(&self, request_id: &str, err: &HookError) {
         metrics::counter!("tollgate_plugin_errors_total", "plugin" => self.name.to_string(), "kind" => err.kind())
             .increment(1);
+        // A resting plugin was logged when it began to rest; once per request is noise.
+        if matches!(err, HookError::Tripped(_)) {
+            tracing::debug!(plugin = %self.name, request_id, "A resting plugin was skipped.");
+            return;
+        }
         tracing::warn!(plugin = %self.name, request_id, error = %err, fail_open = self.config.fail_open, "A plugin call failed.");
     }
 }
