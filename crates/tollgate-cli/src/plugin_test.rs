@@ -162,11 +162,7 @@ fn hook_names(h: HookSet) -> Vec<&'static str> {
 
 /// The last `max` bytes of `s`, on a character boundary.
 fn tail(s: &str, max: usize) -> &str {
-    let mut start = s.len().saturating_sub(max);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
+    &s[s.ceil_char_boundary(s.len().saturating_sub(max))..]
 }
 
 /// The plugin's view of an OpenAI chat completion.

@@ -45,11 +45,7 @@ impl OutputSchema {
 }
 
 fn cut(s: &str) -> String {
-    let mut end = s.len().min(MAX_REASON);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+    s[..s.floor_char_boundary(MAX_REASON)].to_owned()
 }
 
 #[cfg(test)]

@@ -98,10 +98,7 @@ impl StreamCheck {
         }
         // Keep the tail, cut on a character boundary.
         if self.window.len() > CARRY {
-            let mut cut = self.window.len() - CARRY;
-            while !self.window.is_char_boundary(cut) {
-                cut += 1;
-            }
+            let cut = self.window.ceil_char_boundary(self.window.len() - CARRY);
             self.window.drain(..cut);
             self.trimmed = true;
         }

@@ -171,12 +171,5 @@ impl host::Host for HostState {
 
 /// `s` cut to at most `max` bytes on a character boundary.
 pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }

@@ -172,10 +172,14 @@ impl RequestCtx {
             (Some((provider, model)), Some(u)) => self.state.cost(provider, model, u),
             _ => None,
         };
-        // Earlier answers the request also pays for (one sent back for repair).
-        if let (Some(prior), Some(u)) = (self.prior, self.usage) {
-            self.usage = Some(crate::structured::add(prior.usage, u));
-            self.cost = prior.cost.zip(self.cost).map(|(a, b)| a.saturating_add(b));
+        // Earlier answers the request also pays for (one sent back for repair): what is known
+        // of each is added, so neither is dropped when the other lacks usage or a price.
+        if let Some(prior) = self.prior {
+            self.usage = Some(prior.usage + self.usage.unwrap_or_default());
+            self.cost = match (prior.cost, self.cost) {
+                (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                (a, b) => a.or(b),
+            };
         }
     }
 

@@ -189,10 +189,9 @@ impl PluginStream {
     fn remember(&mut self, text: &str) {
         self.tail.push_str(text);
         if self.tail.len() > STREAM_TAIL_BYTES {
-            let mut cut = self.tail.len() - STREAM_TAIL_BYTES;
-            while !self.tail.is_char_boundary(cut) {
-                cut += 1;
-            }
+            let cut = self
+                .tail
+                .ceil_char_boundary(self.tail.len() - STREAM_TAIL_BYTES);
             self.tail.drain(..cut);
         }
     }

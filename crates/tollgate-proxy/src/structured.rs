@@ -133,17 +133,6 @@ async fn room_for_repair(ctx: &RequestCtx) -> bool {
     }
 }
 
-/// Token counts summed.
-pub fn add(a: Usage, b: Usage) -> Usage {
-    Usage {
-        input_tokens: a.input_tokens + b.input_tokens,
-        output_tokens: a.output_tokens + b.output_tokens,
-        cached_input_tokens: a.cached_input_tokens + b.cached_input_tokens,
-        cache_write_tokens: a.cache_write_tokens + b.cache_write_tokens,
-        reasoning_tokens: a.reasoning_tokens + b.reasoning_tokens,
-    }
-}
-
 /// The request to send for a pending repair: the failing answer and what was wrong with it
 /// appended to the conversation. `None` when no repair is pending.
 pub fn take_repair(ctx: &mut RequestCtx, req: &mut ChatRequest) -> Option<()> {

@@ -22,6 +22,21 @@ pub struct Usage {
     pub reasoning_tokens: u64,
 }
 
+/// Token counts of two answers, summed (a request that pays for both).
+impl std::ops::Add for Usage {
+    type Output = Usage;
+
+    fn add(self, b: Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens + b.input_tokens,
+            output_tokens: self.output_tokens + b.output_tokens,
+            cached_input_tokens: self.cached_input_tokens + b.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens + b.cache_write_tokens,
+            reasoning_tokens: self.reasoning_tokens + b.reasoning_tokens,
+        }
+    }
+}
+
 impl Usage {
     /// Reads an OpenAI-shaped `usage` object (`prompt_tokens`, `completion_tokens`, details).
     pub fn from_openai(v: &serde_json::Value) -> Option<Self> {
