@@ -49,14 +49,37 @@ pub fn dry_run(
     let lines = tollgate_policy::PolicyEngine::take_trace();
     let mut out = std::io::stdout();
     match outcome {
-        Ok(targets) => {
-            let ids: Vec<String> = targets.iter().map(tollgate_config::Target::id).collect();
+        Ok(routed) => {
+            let ids = |targets: &[tollgate_config::Target]| -> String {
+                let ids: Vec<String> = targets.iter().map(tollgate_config::Target::id).collect();
+                ids.join(" -> ")
+            };
             writeln!(
                 out,
                 "model:   {}",
                 ctx.model.as_deref().unwrap_or(&req.model)
             )?;
-            writeln!(out, "targets: {}", ids.join(" -> "))?;
+            match &routed.cascade {
+                None => writeln!(out, "targets: {}", ids(&routed.targets))?,
+                Some(cascade) => {
+                    for (i, tier) in cascade.tiers.iter().enumerate() {
+                        let scorers: Vec<&str> =
+                            tier.scorers.iter().map(|s| s.kind.name()).collect();
+                        if scorers.is_empty() {
+                            writeln!(out, "tier {}: {} (final)", i + 1, ids(&tier.targets))?;
+                        } else {
+                            writeln!(
+                                out,
+                                "tier {}: {} (escalates below {} by {})",
+                                i + 1,
+                                ids(&tier.targets),
+                                tier.threshold,
+                                scorers.join(", ")
+                            )?;
+                        }
+                    }
+                }
+            }
             if !ctx.tags.is_empty() {
                 writeln!(out, "tags:    {}", ctx.tags.join(", "))?;
             }

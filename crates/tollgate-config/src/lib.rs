@@ -11,6 +11,7 @@
 //! what the proxy builds its live state from. Provider API keys are [`secrecy::SecretString`]s and
 //! never appear in `Debug` output or errors.
 
+pub mod cascade;
 pub mod catalog;
 mod error;
 pub mod guardrails;

@@ -394,8 +394,12 @@ pub struct RawMock {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    /// Upstream targets, tried in order (or weighted, if any target has a weight).
+    /// Upstream targets, tried in order (or weighted, if any target has a weight). A model
+    /// with a `cascade` may leave them out: its tiers name its targets.
+    #[serde(default)]
     pub targets: Vec<RawTarget>,
+    /// Cheap tier first, escalating only when its answer looks unsure.
+    pub cascade: Option<crate::cascade::RawCascade>,
     /// Free text shown nowhere but the config.
     pub description: Option<String>,
     /// A Rhai script deciding this model's routing (relative to the config file).

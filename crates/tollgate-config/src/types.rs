@@ -274,7 +274,7 @@ pub struct Target {
 }
 
 /// A validated model alias.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     /// The alias.
     pub name: String,
@@ -288,6 +288,8 @@ pub struct ModelConfig {
     pub retries: u32,
     /// Total deadline of one request.
     pub timeout: Duration,
+    /// Its cascade, when it escalates from a cheap tier (`targets` then lists every tier's).
+    pub cascade: Option<std::sync::Arc<crate::cascade::Cascade>>,
 }
 
 impl Config {
@@ -297,6 +299,12 @@ impl Config {
             .default
             .iter()
             .chain(self.models.values().filter_map(|m| m.policy.as_ref()))
+            .chain(
+                self.models
+                    .values()
+                    .filter_map(|m| m.cascade.as_deref())
+                    .flat_map(crate::cascade::Cascade::scripts),
+            )
             .cloned()
             .collect()
     }

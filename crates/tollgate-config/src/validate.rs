@@ -137,7 +137,7 @@ fn check(
     let mut models = BTreeMap::new();
     for (alias, m) in &raw.models {
         let path = root.key("models").key(alias);
-        if m.targets.is_empty() {
+        if m.targets.is_empty() && m.cascade.is_none() {
             ck.error(&path.key("targets"), "a model needs at least one target");
         }
         let mut targets = Vec::with_capacity(m.targets.len());
@@ -180,9 +180,11 @@ fn check(
                 timeout: m
                     .timeout_ms
                     .map_or(resilience.request_timeout, Duration::from_millis),
+                cascade: None,
             },
         );
     }
+    check_cascades(&raw, file, &mut models, ck);
     let mut seen = HashSet::new();
     let mut keys = Vec::with_capacity(raw.keys.len());
     for (i, k) in raw.keys.iter().enumerate() {
@@ -252,6 +254,71 @@ fn check(
         alerts: crate::spend::check_alerts(&raw, &root.key("alerts"), ck),
         guardrails: crate::guardrails::check_guardrails(&raw, &root.key("guardrails"), ck),
         plugins: crate::plugins::check_plugins(&raw, file, &root.key("plugins"), ck),
+    }
+}
+
+/// Resolves and checks each model's cascade once every alias is known; a cascade model's
+/// targets become every tier's, so prices and scripts' `ctx.targets` cover them.
+fn check_cascades(
+    raw: &RawConfig,
+    file: &str,
+    models: &mut BTreeMap<String, ModelConfig>,
+    ck: &mut Checker<'_>,
+) {
+    let known = models.clone();
+    let resolve = |name: &str| -> Result<Vec<Target>, String> {
+        if let Some(m) = known.get(name) {
+            if raw.models.get(name).is_some_and(|r| r.cascade.is_some()) {
+                return Err(format!(
+                    "{name:?} is itself a cascade: name plain models in tiers"
+                ));
+            }
+            return Ok(m.targets.clone());
+        }
+        match name.split_once('/') {
+            Some((provider, model))
+                if raw.providers.contains_key(provider) && !model.is_empty() =>
+            {
+                Ok(vec![Target {
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                    weight: None,
+                }])
+            }
+            _ => Err(format!(
+                "unknown target {name:?} (expected a model alias or provider/model)"
+            )),
+        }
+    };
+    let has_model = |name: &str| {
+        known.contains_key(name) && raw.models.get(name).is_some_and(|r| r.cascade.is_none())
+    };
+    let script_path = |p: &str| resolve_path(file, p);
+    let cx = crate::cascade::Context {
+        resolve: &resolve,
+        has_model: &has_model,
+        script_path: Some(&script_path),
+    };
+    for (alias, m) in &raw.models {
+        let Some(rc) = &m.cascade else { continue };
+        let path = ConfigPath::default()
+            .key("models")
+            .key(alias)
+            .key("cascade");
+        let cascade = crate::cascade::check(rc, &path, &cx, &mut |p, msg| ck.error(p, msg));
+        if !m.targets.is_empty() {
+            ck.error(
+                &ConfigPath::default()
+                    .key("models")
+                    .key(alias)
+                    .key("targets"),
+                "a cascade model's targets are its tiers': remove `targets`",
+            );
+        }
+        if let Some(model) = models.get_mut(alias) {
+            model.targets = cascade.all_targets();
+            model.cascade = Some(std::sync::Arc::new(cascade));
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Equal seed text and token cap give the same answer in every format.
 
-use crate::{faults::Faults, text};
+use crate::{faults::Faults, sim, text};
 use serde_json::{Map, Value, json};
 
 /// What any wire format's request boils down to.
@@ -18,6 +18,10 @@ pub(crate) struct Prompt {
     pub(crate) tool: Option<ToolCall>,
     /// The JSON schema the answer must follow (OpenAI `response_format: json_schema`).
     pub(crate) json_schema: Option<Value>,
+    /// The model asked for (simulated quality differs per model).
+    pub(crate) model: String,
+    /// The system and developer turns' text (a self-rating request is read from it).
+    pub(crate) instructions: String,
 }
 
 /// A forced tool call with arguments built from the tool's schema.
@@ -52,20 +56,38 @@ pub(crate) struct Answer {
     pub(crate) cached_tokens: u64,
     /// Stable per seed text; ids derive from it.
     pub(crate) seed: u64,
+    /// How sure the simulated model is (`x-mock-confidence`, or a quiz's): its
+    /// log-probabilities say so.
+    pub(crate) confidence: Option<f64>,
 }
 
 impl Answer {
     pub(crate) fn new(prompt: Prompt, faults: &Faults) -> Answer {
-        let (tokens, truncated) = match &prompt.json_schema {
+        let mut confidence = faults.confidence;
+        let simulated = sim::grade(&prompt.seed_text).or_else(|| {
+            let accuracy = faults.accuracy?;
+            let (question, truth) = sim::question(&prompt.seed_text)?;
+            let (c, right, off) = sim::quiz(&prompt.model, &question, accuracy);
+            confidence = Some(confidence.unwrap_or(c));
+            Some(sim::quiz_answer(truth, right, off))
+        });
+        let (mut tokens, truncated) = match (&prompt.json_schema, simulated) {
+            (_, Some(text)) => (words(&text), false),
             // Structured output: an object with every required property (unless a fault
             // makes the model ignore the schema).
-            Some(schema) if !faults.off_schema => {
+            (Some(schema), None) if !faults.off_schema => {
                 let json = tool_call("answer", Some(schema)).args_json;
                 let chars: Vec<char> = json.chars().collect();
                 (chars.chunks(4).map(|c| c.iter().collect()).collect(), false)
             }
             _ => text::answer_tokens(&prompt.seed_text, prompt.max_tokens),
         };
+        // Asked to rate itself, the model says how sure it is.
+        if prompt.instructions.contains("<confidence>") && !truncated {
+            let c = confidence
+                .unwrap_or_else(|| 0.5 + (text::seed(&prompt.seed_text) % 500) as f64 / 1000.0);
+            tokens.push(format!("\n<confidence>{c:.2}</confidence>"));
+        }
         let (tokens, completion_tokens, finish) = match &prompt.tool {
             Some(t) => (
                 Vec::new(),
@@ -90,6 +112,7 @@ impl Answer {
             completion_tokens,
             cached_tokens: faults.cached_tokens.unwrap_or(0).min(prompt.prompt_tokens),
             seed: text::seed(&prompt.seed_text),
+            confidence,
         }
     }
 
@@ -148,6 +171,19 @@ pub(crate) fn tool_call(name: &str, schema: Option<&Value>) -> ToolCall {
         args,
         args_json,
     }
+}
+
+/// `text` as tokens: words with their leading space.
+fn words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, w) in text.split(' ').enumerate() {
+        out.push(if i == 0 {
+            w.to_owned()
+        } else {
+            format!(" {w}")
+        });
+    }
+    out
 }
 
 /// Joins the texts of a turn's parts, as every format's seed text does.

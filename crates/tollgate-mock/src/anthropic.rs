@@ -90,6 +90,8 @@ fn parse(body: &[u8]) -> Result<(String, bool, Prompt), String> {
         max_tokens: Some(u32::try_from(max_tokens).unwrap_or(u32::MAX)),
         tool: forced_tool(&v),
         json_schema: None,
+        model: model.clone(),
+        instructions: String::new(),
     };
     let streamed = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
     Ok((model, streamed, prompt))

@@ -57,7 +57,7 @@ pub(crate) fn handle(body: &Bytes, config: &MockConfig, faults: &Faults) -> Resp
         None => json!({"role": "assistant", "content": answer.text(), "refusal": null}),
     };
     let logprobs = if ask.logprobs && answer.tool.is_none() {
-        logprobs_of(&answer.tokens)
+        logprobs_of(&answer.tokens, answer.confidence)
     } else {
         Value::Null
     };
@@ -124,6 +124,18 @@ fn parse(body: &[u8]) -> Result<(Ask, Prompt), String> {
                 v.pointer("/response_format/type").and_then(Value::as_str) == Some("json_schema")
             })
             .cloned(),
+        model: ask.model.clone(),
+        instructions: answer::join(
+            messages
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        m.get("role").and_then(Value::as_str),
+                        Some("system" | "developer")
+                    )
+                })
+                .filter_map(|m| m.get("content").and_then(Value::as_str)),
+        ),
     };
     Ok((ask, prompt))
 }
@@ -149,11 +161,17 @@ fn required_tool(v: &Value) -> Option<answer::ToolCall> {
     ))
 }
 
-fn logprobs_of(tokens: &[String]) -> Value {
+/// Log-probabilities of `tokens`: saying the simulated model's confidence when it has one,
+/// else stable per token.
+fn logprobs_of(tokens: &[String], confidence: Option<f64>) -> Value {
     let content: Vec<Value> = tokens
         .iter()
-        .map(|t| {
-            let lp = -((text::seed(t) % 1000) as f64) / 1000.0;
+        .enumerate()
+        .map(|(i, t)| {
+            let lp = match confidence {
+                Some(c) => crate::sim::logprob(c, t, i),
+                None => -((text::seed(t) % 1000) as f64) / 1000.0,
+            };
             json!({"token": t, "logprob": lp, "bytes": t.as_bytes(), "top_logprobs": []})
         })
         .collect();
@@ -206,7 +224,7 @@ fn stream(
             ));
             for group in answer.groups(pacing.chunks) {
                 let lp = if ask.logprobs {
-                    logprobs_of(group)
+                    logprobs_of(group, answer.confidence)
                 } else {
                     Value::Null
                 };

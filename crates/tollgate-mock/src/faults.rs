@@ -50,6 +50,12 @@ pub struct Faults {
     /// body at 4 bytes a token) with a 400 saying the context length is exceeded, in the
     /// route's format, as a model with a small context window would.
     pub max_context: Option<u64>,
+    /// `x-mock-confidence: 0.2`: the simulated model is this sure of its answer: its
+    /// log-probabilities and self-rating say so (see the `sim` module).
+    pub confidence: Option<f64>,
+    /// `x-mock-accuracy: 0.7`: answer arithmetic quizzes (`What is A + B?`) right this share
+    /// of the time, calibrated (see the `sim` module).
+    pub accuracy: Option<f64>,
 }
 
 impl Faults {
@@ -94,6 +100,12 @@ impl Faults {
             retry_after: get("x-mock-retry-after"),
             cached_tokens: num("x-mock-cached-tokens"),
             max_context: num("x-mock-max-context"),
+            confidence: get("x-mock-confidence")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|c| (0.0..=1.0).contains(c)),
+            accuracy: get("x-mock-accuracy")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|a| (0.0..=1.0).contains(a)),
         }
     }
 

@@ -195,6 +195,8 @@ fn parse(body: &[u8]) -> Result<Prompt, String> {
         max_tokens,
         tool: forced_function(&v),
         json_schema: None,
+        model: String::new(),
+        instructions: String::new(),
     })
 }
 

@@ -28,6 +28,7 @@ mod embeddings;
 mod faults;
 mod gemini;
 mod http;
+mod sim;
 mod stream;
 #[cfg(test)]
 mod tests;

@@ -191,11 +191,19 @@ impl Plugins {
         Ok(candidates)
     }
 
-    /// The lowest `score` of the plugins that score answers for this model (`None` when none
-    /// does, or every one failed open).
-    pub async fn score(&self, view: &Request, resp: &Response) -> Result<Option<f32>, Refusal> {
+    /// The lowest `score` of the plugins that score answers for this model, or of the one
+    /// called `only` (`None` when none does, or every one failed open).
+    pub async fn score(
+        &self,
+        view: &Request,
+        resp: &Response,
+        only: Option<&str>,
+    ) -> Result<Option<f32>, Refusal> {
         let mut lowest: Option<f32> = None;
-        for p in self.with(&view.model, HookSet::SCORE) {
+        let scorers = self
+            .with(&view.model, HookSet::SCORE)
+            .filter(|p| only.is_none_or(|name| p.name() == name));
+        for p in scorers {
             match p.score(&view.id, view, resp).await {
                 Ok(s) => lowest = Some(lowest.map_or(s, |l| l.min(s))),
                 Err(e) => failed(p, &e)?,

@@ -34,6 +34,9 @@ pub struct RouteDecision {
     pub cache: CachePolicy,
     /// Tags added to the request.
     pub tags: Vec<String>,
+    /// A cascade to serve the request through (tiers as in the config's
+    /// `models.ALIAS.cascade`), as JSON for the gateway to check like the config's.
+    pub cascade: Option<serde_json::Value>,
 }
 
 /// The result of `on_request(req, ctx)`.
@@ -141,7 +144,14 @@ impl RouteDecision {
         };
         check_keys(
             &map,
-            &["targets", "fallbacks", "overrides", "cache", "tags"],
+            &[
+                "targets",
+                "fallbacks",
+                "overrides",
+                "cache",
+                "tags",
+                "cascade",
+            ],
         )?;
         let mut d = RouteDecision::default();
         if let Some(t) = map.remove("targets") {
@@ -153,7 +163,15 @@ impl RouteDecision {
         if let Some(t) = map.remove("tags") {
             d.tags = string_list(t, "tags")?;
         }
-        if d.targets.is_empty() {
+        if let Some(c) = map.remove("cascade") {
+            let json: serde_json::Value = rhai::serde::from_dynamic(&c)
+                .map_err(|e| format!("`cascade` cannot be read: {e}"))?;
+            if !(json.is_array() || json.is_object()) {
+                return Err("`cascade` must be an array of tiers or a map with `tiers`".to_owned());
+            }
+            d.cascade = Some(json);
+        }
+        if d.targets.is_empty() && d.cascade.is_none() {
             return Err("`targets` must name at least one target".to_owned());
         }
         if let Some(c) = map.remove("cache") {

@@ -11,11 +11,12 @@
 //! ```
 //! A case may override `context` keys and add `tags`, `metadata`, `headers` and `identity`.
 //! `expect` holds one of `route` (a partial decision, or `null` for none), `on_request`
-//! (`"allow"`, `{"deny": STATUS}` or a partial change map) or `error` (an error kind).
+//! (`"allow"`, `{"deny": STATUS}` or a partial change map), `on_response` (`"accept"`,
+//! `"escalate"` or a score, for the case's `response`) or `error` (an error kind).
 
 use crate::{
     ContextData, ContextView, Identity, PolicyEngine, Price, RequestVerdict, RequestView,
-    TargetHealth,
+    ResponseVerdict, ResponseView, TargetHealth,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -46,6 +47,10 @@ struct Case {
     headers: HashMap<String, String>,
     #[serde(default)]
     identity: HashMap<String, String>,
+    /// The answer `on_response` sees: `text`, `finish_reason`, `output_tokens`,
+    /// `mean_logprob`, `tier`, `score`.
+    #[serde(default)]
+    response: Map<String, Value>,
     expect: Map<String, Value>,
 }
 
@@ -151,7 +156,8 @@ fn run_case(
             Ok(None) => Value::Null,
             Ok(Some(d)) => json!({"targets": d.targets, "fallbacks": d.fallbacks, "tags": d.tags,
                 "cache": format!("{:?}", d.cache).to_lowercase(),
-                "overrides": {"max_tokens": d.overrides.max_tokens, "temperature": d.overrides.temperature}}),
+                "overrides": {"max_tokens": d.overrides.max_tokens, "temperature": d.overrides.temperature},
+                "cascade": d.cascade}),
             Err(e) => json!({"error": e.kind.as_str(), "message": e.to_string()}),
         },
         "on_request" => match engine.on_request(script, &view, &ctx) {
@@ -163,6 +169,12 @@ fn run_case(
                 json!({"max_tokens": m.max_tokens, "temperature": m.temperature,
                 "model": m.model, "keep_last_turns": m.keep_last_turns, "tags": m.tags})
             }
+            Err(e) => json!({"error": e.kind.as_str(), "message": e.to_string()}),
+        },
+        "on_response" => match engine.on_response(script, &view, &response(&case.response), &ctx) {
+            Ok(ResponseVerdict::Accept) => json!("accept"),
+            Ok(ResponseVerdict::Escalate) => json!("escalate"),
+            Ok(ResponseVerdict::Score(x)) => json!(x),
             Err(e) => json!({"error": e.kind.as_str(), "message": e.to_string()}),
         },
         "error" => {
@@ -177,7 +189,7 @@ fn run_case(
         }
         other => {
             return Err(format!(
-                "unknown expectation `{other}` (route, on_request, error)"
+                "unknown expectation `{other}` (route, on_request, on_response, error)"
             ));
         }
     };
@@ -190,12 +202,37 @@ fn run_case(
     }
 }
 
-/// `expected` matches when every key it names has a matching value in `actual`.
+/// The answer a case gives `on_response`.
+fn response(j: &Map<String, Value>) -> ResponseView {
+    let text = |k: &str| j.get(k).and_then(Value::as_str).unwrap_or_default().into();
+    ResponseView {
+        text: text("text"),
+        finish_reason: j
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("stop")
+            .into(),
+        output_tokens: j.get("output_tokens").and_then(Value::as_i64).unwrap_or(0),
+        has_tool_calls: j
+            .get("has_tool_calls")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        mean_logprob: j.get("mean_logprob").and_then(Value::as_f64),
+        tier: j.get("tier").and_then(Value::as_i64).unwrap_or(1),
+        score: j.get("score").and_then(Value::as_f64),
+    }
+}
+
+/// `expected` matches when every key it names has a matching value in `actual`; arrays match
+/// item by item (same length), so a list of maps may name only some keys of each.
 fn matches_partially(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => e
             .iter()
             .all(|(k, v)| a.get(k).is_some_and(|av| matches_partially(v, av))),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(x, y)| matches_partially(x, y))
+        }
         (e, a) => e == a,
     }
 }

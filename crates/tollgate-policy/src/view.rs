@@ -137,6 +137,12 @@ pub struct ResponseView {
     pub output_tokens: i64,
     /// Whether the answer is a tool call.
     pub has_tool_calls: bool,
+    /// The mean token log-probability, when the provider reported them.
+    pub mean_logprob: Option<f64>,
+    /// The cascade tier that answered (1-based).
+    pub tier: i64,
+    /// The other scorers' combined score for this answer, when the tier has others.
+    pub score: Option<f64>,
 }
 
 /// Health of one target, as far as it is known.
@@ -293,7 +299,14 @@ pub(crate) fn register(engine: &mut Engine) {
             r.finish_reason.to_string()
         })
         .register_get("output_tokens", |r: &mut ResponseView| r.output_tokens)
-        .register_get("has_tool_calls", |r: &mut ResponseView| r.has_tool_calls);
+        .register_get("has_tool_calls", |r: &mut ResponseView| r.has_tool_calls)
+        .register_get("mean_logprob", |r: &mut ResponseView| -> Dynamic {
+            r.mean_logprob.map_or(Dynamic::UNIT, Dynamic::from)
+        })
+        .register_get("tier", |r: &mut ResponseView| r.tier)
+        .register_get("score", |r: &mut ResponseView| -> Dynamic {
+            r.score.map_or(Dynamic::UNIT, Dynamic::from)
+        });
     engine
         .register_type_with_name::<ContextView>("Context")
         .register_get("hour", |c: &mut ContextView| c.hour())

@@ -323,6 +323,18 @@ impl KeysApi<'_> {
         let total = rows
             .iter()
             .fold(Usd::ZERO, |sum, r| sum.saturating_add(r.cost));
+        let all = tollgate_state::store::reports::SpendRow {
+            group: None,
+            bucket_ms: None,
+            requests: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost: total,
+            baseline: rows
+                .iter()
+                .fold(Usd::ZERO, |sum, r| sum.saturating_add(r.baseline)),
+            cascaded: 0,
+        };
         let rows: Vec<Value> = rows
             .iter()
             .map(|r| {
@@ -333,6 +345,9 @@ impl KeysApi<'_> {
                     "input_tokens": r.input_tokens,
                     "output_tokens": r.output_tokens,
                     "cost_usd": r.cost.to_string(),
+                    "cascaded_requests": r.cascaded,
+                    "baseline_usd": r.baseline.to_string(),
+                    "saved_usd": r.saved(),
                 })
             })
             .collect();
@@ -343,6 +358,7 @@ impl KeysApi<'_> {
                 "to_ms": q.to_ms,
                 "by": q.by.and_then(|b| GroupBy::ALL.iter().find(|(_, g)| *g == b).map(|(n, _)| *n)),
                 "total_usd": total.to_string(),
+                "saved_usd": all.saved(),
                 "rows": rows,
             }),
         )

@@ -397,6 +397,8 @@ mod tests {
             input_tokens: 0,
             output_tokens: 0,
             cost: Usd::from_dollars(dollars),
+            baseline: Usd::from_dollars(dollars),
+            cascaded: 0,
         };
         let rows = [
             row("a", hour - 3_600_000, 12.0),

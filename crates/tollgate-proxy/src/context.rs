@@ -49,6 +49,27 @@ pub struct AttemptRecord {
     pub ms: u64,
 }
 
+/// What spend the answers before this one used (a repaired answer, a cascade's escalated
+/// tiers and its judges): the request pays for them too.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Prior {
+    /// Their usage, summed.
+    pub usage: Usage,
+    /// Their cost, summed (`None` while none was priced).
+    pub cost: Option<Usd>,
+}
+
+impl Prior {
+    /// Adds one more answer's usage and cost (what is known of each).
+    pub fn add(&mut self, usage: Option<Usage>, cost: Option<Usd>) {
+        self.usage = self.usage + usage.unwrap_or_default();
+        self.cost = match (self.cost, cost) {
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
 /// Everything one request accumulates on its way through the pipeline.
 pub struct RequestCtx {
     /// Our request id, echoed in `x-request-id`.
@@ -119,7 +140,13 @@ pub struct RequestCtx {
     /// An answer that failed its schema, to be sent back for repair.
     pub repair: Option<crate::structured::Repair>,
     /// Usage and cost of earlier answers this request pays for too (a repaired answer).
-    pub prior: Option<crate::structured::Prior>,
+    pub prior: Option<Prior>,
+    /// A cascade's earlier tier is being tried: its answer is kept, not sent.
+    pub capturing: bool,
+    /// The answer kept while `capturing`.
+    pub captured: Option<crate::cascade::Captured>,
+    /// The cascade's tiers so far, for the header, the ledger and the savings figure.
+    pub cascade: Option<crate::cascade::Record>,
     /// What the request was charged, per budget, once settled (for the ledger).
     pub charges: Vec<tollgate_state::Charge>,
     /// Budgets and rate limits (outside the live state).
@@ -183,6 +210,18 @@ impl RequestCtx {
         }
     }
 
+    /// A request whose last answer never came (its targets all failed after a cascade's
+    /// earlier tier answered, or a repair was asked for) still paid for the earlier answers.
+    pub fn keep_prior_spend(&mut self) {
+        if self.usage.is_none()
+            && self.cost.is_none()
+            && let Some(prior) = self.prior
+        {
+            self.usage = Some(prior.usage);
+            self.cost = prior.cost;
+        }
+    }
+
     /// A fresh context on `state`.
     pub fn new(state: Arc<LiveState>) -> Self {
         RequestCtx {
@@ -220,6 +259,9 @@ impl RequestCtx {
             output_check: None,
             repair: None,
             prior: None,
+            capturing: false,
+            captured: None,
+            cascade: None,
             charges: Vec::new(),
             spend: None,
             ttft: None,

@@ -65,6 +65,23 @@ pub async fn run(
     payload: &Payload,
     plan: Plan,
 ) -> pingora::Result<()> {
+    match try_targets(session, ctx, connector, health, payload, plan).await {
+        Ok(()) => Ok(()),
+        Err(e) => send_error(session, ctx, &e).await,
+    }
+}
+
+/// Tries the plan's targets until one answers (or the client is gone): `Err` is the error
+/// that sums up their failures, with nothing sent to the client yet (a cascade then tries
+/// its next tier).
+pub async fn try_targets(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    connector: &Connector,
+    health: &HealthRegistry,
+    payload: &Payload,
+    plan: Plan,
+) -> Result<(), ApiError> {
     let state = ctx.state.clone();
     let r = &state.config.resilience;
     let mut failures: Vec<(String, String, AttemptError)> = Vec::new();
@@ -131,7 +148,7 @@ pub async fn run(
             break;
         }
     }
-    let err = if failures.is_empty() && open_circuits > 0 {
+    Err(if failures.is_empty() && open_circuits > 0 {
         ApiError::new(
             ErrorKind::Unavailable,
             "every target of this model is unavailable: their circuits are open",
@@ -139,8 +156,7 @@ pub async fn run(
         .with_code("circuit_open")
     } else {
         all_failed(&failures)
-    };
-    send_error(session, ctx, &err).await
+    })
 }
 
 fn limits(provider: &Provider, payload: &Payload, deadline: Instant, has_next: bool) -> Limits {

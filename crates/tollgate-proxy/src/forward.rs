@@ -30,7 +30,7 @@ pub enum Forwarded {
 }
 
 /// Headers naming who served the request.
-fn served_headers(ctx: &RequestCtx) -> Vec<(&'static str, String)> {
+pub(crate) fn served_headers(ctx: &RequestCtx) -> Vec<(&'static str, String)> {
     let mut h = Vec::with_capacity(3);
     if let Some((provider, model)) = &ctx.served_by {
         h.push(("x-tollgate-provider", provider.clone()));
@@ -40,6 +40,9 @@ fn served_headers(ctx: &RequestCtx) -> Vec<(&'static str, String)> {
     // (its cost is in the request log and `tollgate_cost_usd_total`).
     if let Some(cost) = ctx.cost {
         h.push(("x-tollgate-cost-usd", cost.to_string()));
+    }
+    if let Some(cascade) = &ctx.cascade {
+        h.push(("x-tollgate-cascade", cascade.header()));
     }
     h.extend(ctx.rate_headers.iter().cloned());
     h
@@ -79,65 +82,94 @@ pub async fn read_body(
 }
 
 /// Checks and translates a complete answer (2xx), or shapes a client error, then sends it.
+/// A cascade's earlier tier keeps the answer instead, for its scorers.
 pub async fn deliver_json(
     session: &mut Session,
     ctx: &mut RequestCtx,
     status: u16,
-    mut body: bytes::Bytes,
+    body: bytes::Bytes,
     provider: &Provider,
 ) -> Result<Forwarded, AttemptError> {
+    if ctx.capturing {
+        return crate::cascade::capture(ctx, status, body, provider);
+    }
     if status < 300 {
         let translated = provider
             .adapter
             .translate_response(ctx.client_api, body)
             .map_err(|e| AttemptError::Malformed(e.to_string()))?;
         ctx.set_usage(translated.usage);
-        body = translated.body;
-        // Plugins and guardrails first; then the schema check, on the text the client would
-        // get (a plugin may have tidied it, a guardrail redacted it).
-        let mut checked = match crate::plugins::check_answer(ctx, body).await {
-            Ok(b) => crate::guard::check_answer(ctx, b),
-            Err(e) => Err(e),
-        };
-        if let Ok(b) = &checked {
-            match crate::structured::check_answer(ctx, b).await {
-                crate::structured::Checked::Pass => {}
-                // Nothing is sent or settled: the request asks again, and pays for both.
-                crate::structured::Checked::Repair => return Ok(Forwarded::Done),
-                crate::structured::Checked::Refuse(e) => checked = Err(e),
-            }
-        }
-        if let Some(spend) = ctx.spend.clone() {
-            spend.settle_budgets(ctx).await;
-        }
-        match checked {
-            Ok(checked) => body = checked,
-            Err(e) => {
-                // The answer was generated (and is paid for); the client gets the refusal.
-                ctx.error = Some(e.message.clone());
-                let headers = served_headers(ctx);
-                let sent = send_json(
-                    session,
-                    ctx,
-                    e.status(),
-                    e.body_for(ctx.client_api),
-                    &headers,
-                )
-                .await;
-                return Ok(if sent.is_ok() {
-                    Forwarded::Done
-                } else {
-                    Forwarded::ClientGone
-                });
-            }
-        }
-    } else {
-        body = client_error_body(ctx, provider, status, body);
+        return Ok(deliver_answer(session, ctx, translated.body, Shape::Json).await);
     }
+    let body = client_error_body(ctx, provider, status, body);
     let headers = served_headers(ctx);
     match send_json(session, ctx, status, body, &headers).await {
         Ok(()) => Ok(Forwarded::Done),
         Err(_) => Ok(Forwarded::ClientGone),
+    }
+}
+
+/// How a complete answer goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One JSON body.
+    Json,
+    /// Re-emitted as an OpenAI SSE stream (a cascade's buffered answer to a streaming
+    /// client), with the usage chunk if the client asked for it.
+    Sse {
+        /// Whether the client asked for the usage chunk.
+        include_usage: bool,
+    },
+}
+
+/// Checks a complete answer in the client's dialect (plugins, guardrails, its JSON schema),
+/// settles its budgets, and sends it, or the refusal.
+pub async fn deliver_answer(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    body: bytes::Bytes,
+    shape: Shape,
+) -> Forwarded {
+    // Plugins and guardrails first; then the schema check, on the text the client would
+    // get (a plugin may have tidied it, a guardrail redacted it).
+    let mut checked = match crate::plugins::check_answer(ctx, body).await {
+        Ok(b) => crate::guard::check_answer(ctx, b),
+        Err(e) => Err(e),
+    };
+    if let Ok(b) = &checked {
+        match crate::structured::check_answer(ctx, b).await {
+            crate::structured::Checked::Pass => {}
+            // Nothing is sent or settled: the request asks again, and pays for both.
+            crate::structured::Checked::Repair => return Forwarded::Done,
+            crate::structured::Checked::Refuse(e) => checked = Err(e),
+        }
+    }
+    if let Some(spend) = ctx.spend.clone() {
+        spend.settle_budgets(ctx).await;
+    }
+    let (status, body) = match checked {
+        Ok(body) => (200, body),
+        Err(e) => {
+            // The answer was generated (and is paid for); the client gets the refusal.
+            ctx.error = Some(e.message.clone());
+            (e.status(), e.body_for(ctx.client_api))
+        }
+    };
+    let sent = match shape {
+        Shape::Sse { include_usage } if status < 300 => {
+            crate::cascade::reemit::send(session, ctx, &body, include_usage).await
+        }
+        _ => {
+            let headers = served_headers(ctx);
+            send_json(session, ctx, status, body, &headers)
+                .await
+                .is_ok()
+        }
+    };
+    if sent {
+        Forwarded::Done
+    } else {
+        Forwarded::ClientGone
     }
 }
 
@@ -376,7 +408,10 @@ async fn write_transcoded(session: &mut Session, ctx: &mut RequestCtx, out: Tran
             .is_ok()
 }
 
-fn stream_header(session: &Session, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
+pub(crate) fn stream_header(
+    session: &Session,
+    ctx: &RequestCtx,
+) -> pingora::Result<ResponseHeader> {
     let mut h = base_header(200, ctx)?;
     h.insert_header("content-type", "text/event-stream")?;
     h.insert_header("cache-control", "no-cache")?;

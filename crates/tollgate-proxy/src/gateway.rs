@@ -200,6 +200,7 @@ impl ProxyHttp for Gateway {
         if ctx.operation == Operation::Health {
             return;
         }
+        ctx.keep_prior_spend();
         self.spend.settle(ctx).await;
         let duration = ctx.started.elapsed();
         let provider = ctx.served_by.as_ref().map_or("none", |(p, _)| p.as_str());

@@ -57,6 +57,11 @@ pub(crate) fn entry(ctx: &RequestCtx, cost: Usd, charges: Vec<Charge>) -> Ledger
             .any(|a| a.outcome != "ok")
             .then(|| serde_json::to_string(&ctx.attempt_log).unwrap_or_default()),
         charges,
+        cascade: ctx
+            .cascade
+            .as_ref()
+            .map(|c| c.ledger_json(ctx.cost, ctx.served_by.as_ref())),
+        baseline: ctx.cascade.as_ref().and_then(|c| c.baseline(ctx.cost)),
     }
 }
 

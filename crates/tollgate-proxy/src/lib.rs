@@ -16,6 +16,7 @@ mod admin_api;
 pub mod alerts;
 pub mod auth;
 pub mod body;
+pub mod cascade;
 pub mod context;
 pub mod failover;
 pub mod forward;

@@ -9,12 +9,13 @@ use crate::failover::Plan;
 use crate::health::HealthRegistry;
 use crate::live::Provider;
 use crate::respond::{model_not_found, send_error};
-use crate::routing::route_chat;
+use crate::routing::{Routed, route_chat};
 use crate::spend::Spend;
 use pingora::connectors::http::Connector;
 use pingora::proxy::Session;
 use std::sync::Arc;
 use std::time::Duration;
+use tollgate_config::Target;
 use tollgate_providers::{Adapter, UpstreamRequest, parse_messages_request, passthrough_request};
 use tollgate_types::{ApiError, ChatRequest, ClientApi, EmbeddingsRequest, ErrorKind};
 
@@ -203,7 +204,7 @@ pub async fn serve(
     } else {
         None
     };
-    let targets = match &mut payload {
+    let routed = match &mut payload {
         Payload::Chat(req) => {
             match route_chat(
                 ctx,
@@ -213,17 +214,44 @@ pub async fn serve(
                 health,
                 budget_remaining,
             ) {
-                Ok(t) => t,
+                Ok(r) => r,
                 Err(e) => return send_error(session, ctx, &e).await,
             }
         }
-        Payload::Embeddings(_) => state.attempt_order(model, health),
+        Payload::Embeddings(_) => Routed {
+            targets: state.attempt_order(model, health),
+            cascade: None,
+        },
     };
+    let Routed { targets, cascade } = routed;
+    if let (Payload::Chat(req), Some(cascade)) = (&payload, cascade) {
+        // Every tier may answer, and every judge grade: the request reserves for all of them.
+        let mut reserve: Vec<Vec<Target>> =
+            cascade.tiers.iter().map(|t| t.targets.clone()).collect();
+        reserve.extend(
+            cascade
+                .judges()
+                .filter_map(|j| state.model(j).map(|m| m.targets.clone())),
+        );
+        if let Err(e) = spend.admit(ctx, &payload, &reserve, deadline).await {
+            return send_error(session, ctx, &e).await;
+        }
+        let up = crate::cascade::Upstream {
+            connector,
+            health,
+            retries: model.retries,
+            deadline,
+        };
+        return crate::cascade::run(session, ctx, &up, req, &cascade).await;
+    }
     let targets = match crate::plugins::route(ctx, targets).await {
         Ok(t) => t,
         Err(e) => return send_error(session, ctx, &e).await,
     };
-    if let Err(e) = spend.admit(ctx, &payload, &targets, deadline).await {
+    if let Err(e) = spend
+        .admit(ctx, &payload, std::slice::from_ref(&targets), deadline)
+        .await
+    {
         return send_error(session, ctx, &e).await;
     }
     let plan = || Plan {

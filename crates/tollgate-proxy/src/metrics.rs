@@ -43,6 +43,9 @@ pub enum MetricName {
     Reloads,
     /// Counter of rejected reloads (the old state kept serving).
     ReloadFailures,
+    /// Counter of cascade tier outcomes by `model`, `tier`, `decision` (`accept`, `escalate`,
+    /// `failed`, `final`) and `scorer` (for escalations, the scorer that scored lowest).
+    CascadeDecisions,
 }
 
 impl MetricName {
@@ -63,6 +66,7 @@ impl MetricName {
             MetricName::GuardrailActions => "tollgate_guardrail_actions_total",
             MetricName::Reloads => "tollgate_reloads_total",
             MetricName::ReloadFailures => "tollgate_reload_failures_total",
+            MetricName::CascadeDecisions => "tollgate_cascade_decisions_total",
         }
     }
 }
@@ -191,6 +195,14 @@ pub fn record_policy_error(script: &str, kind: &'static str) {
         .file_name()
         .map_or_else(|| script.to_owned(), |n| n.to_string_lossy().into_owned());
     counter!(MetricName::PolicyErrors.as_str(), "script" => name, "kind" => kind).increment(1);
+}
+
+/// Records what a cascade tier's answer led to. Escalations per model and scorer are the
+/// `decision="escalate"` series.
+pub fn record_cascade(model: &str, tier: usize, decision: &'static str, scorer: &'static str) {
+    counter!(MetricName::CascadeDecisions.as_str(), "model" => model.to_owned(),
+        "tier" => tier.to_string(), "decision" => decision, "scorer" => scorer)
+    .increment(1);
 }
 
 /// Records a ledger entry the store could not take in time.

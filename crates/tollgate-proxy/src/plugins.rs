@@ -11,7 +11,7 @@ use tollgate_types::{ApiError, ChatRequest, ClientApi, ErrorKind};
 
 /// Hooks that need the plugins' view of the request kept for later.
 fn later_hooks() -> HookSet {
-    HookSet::ON_RESPONSE | HookSet::ON_CHUNK | HookSet::ROUTE
+    HookSet::ON_RESPONSE | HookSet::ON_CHUNK | HookSet::ROUTE | HookSet::SCORE
 }
 
 /// How much already-sent text `on-chunk` sees, to catch a match split across chunks.

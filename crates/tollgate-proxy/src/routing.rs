@@ -6,12 +6,32 @@ use crate::health::HealthRegistry;
 use crate::live::LiveState;
 use pingora::http::RequestHeader;
 use std::sync::Arc;
+use tollgate_config::cascade::Cascade;
 use tollgate_config::{ModelConfig, OnPolicyError, Target};
 use tollgate_policy::{
     ContextData, ContextView, ErrorKind as PolicyErrorKind, Identity, PolicyError, RequestVerdict,
     RequestView, RouteDecision, Script,
 };
 use tollgate_types::{ApiError, ChatRequest, ErrorKind, Message, Usd};
+
+/// Where a request goes: targets in order, or a cascade of tiers.
+#[derive(Debug)]
+pub struct Routed {
+    /// Targets to try in order (a cascade's: every tier's, for budgets).
+    pub targets: Vec<Target>,
+    /// The cascade to serve it through: its model's, or one its routing script chose.
+    pub cascade: Option<Arc<Cascade>>,
+}
+
+impl Routed {
+    /// The model's own targets in order, and its cascade.
+    fn plain(state: &LiveState, model: &ModelConfig, health: &HealthRegistry) -> Routed {
+        Routed {
+            targets: state.attempt_order(model, health),
+            cascade: model.cascade.clone(),
+        }
+    }
+}
 
 /// Decides the targets for a chat request, applying any changes its policy makes to `req`.
 pub fn route_chat(
@@ -21,13 +41,13 @@ pub fn route_chat(
     model: &ModelConfig,
     health: &HealthRegistry,
     budget_remaining: Option<Usd>,
-) -> Result<Vec<Target>, ApiError> {
+) -> Result<Routed, ApiError> {
     let state = ctx.state.clone();
     let Some((path, script)) = model
         .policy(&state.config)
         .and_then(|p| state.policies.script(p).map(|s| (p, s)))
     else {
-        return Ok(state.attempt_order(model, health));
+        return Ok(Routed::plain(&state, model, health));
     };
     let started = std::time::Instant::now();
     let shared = Shared {
@@ -59,9 +79,11 @@ pub fn route_chat(
             match state.config.policy.on_error {
                 // `on_request` may have switched the alias before `route` failed: fall back to
                 // the alias the request now names, as logged.
-                OnPolicyError::Fallback => {
-                    Ok(state.attempt_order(state.model(&req.model).unwrap_or(model), health))
-                }
+                OnPolicyError::Fallback => Ok(Routed::plain(
+                    &state,
+                    state.model(&req.model).unwrap_or(model),
+                    health,
+                )),
                 OnPolicyError::Deny => Err(ApiError::new(
                     ErrorKind::Internal,
                     "the routing policy failed",
@@ -88,7 +110,7 @@ fn run_policy(
     req: &mut ChatRequest,
     model: &ModelConfig,
     shared: &Shared<'_>,
-) -> Result<Vec<Target>, Outcome> {
+) -> Result<Routed, Outcome> {
     let engine = &state.policies.engine;
     let mut model = model;
     let mut view = request_view(ctx, state, headers, req);
@@ -127,11 +149,11 @@ fn run_policy(
         }
     }
     if !script.has_route {
-        return Ok(state.attempt_order(model, shared.health));
+        return Ok(Routed::plain(state, model, shared.health));
     }
     let context = context_view(state, model, shared);
     let Some(decision) = engine.route(script, &view, &context).map_err(Failed)? else {
-        return Ok(state.attempt_order(model, shared.health));
+        return Ok(Routed::plain(state, model, shared.health));
     };
     apply_decision(ctx, state, script, req, decision).map_err(Failed)
 }
@@ -141,9 +163,18 @@ fn apply_decision(
     state: &LiveState,
     script: &Script,
     req: &mut ChatRequest,
-    decision: RouteDecision,
-) -> Result<Vec<Target>, PolicyError> {
-    let mut targets: Vec<Target> = Vec::new();
+    mut decision: RouteDecision,
+) -> Result<Routed, PolicyError> {
+    let cascade = match decision.cascade.take() {
+        Some(json) => Some(Arc::new(decision_cascade(state, json).map_err(|m| {
+            invalid(script, format!("`route` returned an invalid cascade: {m}"))
+        })?)),
+        None => None,
+    };
+    let mut targets: Vec<Target> = cascade
+        .as_ref()
+        .map(|c| c.all_targets())
+        .unwrap_or_default();
     for name in decision.all_targets() {
         let resolved = state.resolve_target(name).ok_or_else(|| {
             invalid(script, format!("`route` chose unknown target `{name}` (not a model alias or a configured provider/model)"))
@@ -166,7 +197,26 @@ fn apply_decision(
         decision.overrides.temperature,
     );
     ctx.tags.extend(decision.tags);
-    Ok(targets)
+    Ok(Routed { targets, cascade })
+}
+
+/// A cascade a script returned, checked with the config's rules.
+fn decision_cascade(state: &LiveState, json: serde_json::Value) -> Result<Cascade, String> {
+    let plain = |name: &str| state.model(name).is_some_and(|m| m.cascade.is_none());
+    let resolve = |name: &str| -> Result<Vec<Target>, String> {
+        if state.model(name).is_some() && !plain(name) {
+            return Err(format!("{name:?} is itself a cascade"));
+        }
+        state.resolve_target(name).ok_or_else(|| {
+            format!("unknown target {name:?} (not a model alias or a configured provider/model)")
+        })
+    };
+    let cx = tollgate_config::cascade::Context {
+        resolve: &resolve,
+        has_model: &plain,
+        script_path: None,
+    };
+    tollgate_config::cascade::from_decision(json, &cx)
 }
 
 fn invalid(script: &Script, message: String) -> PolicyError {
@@ -209,7 +259,7 @@ fn keep_last_turns(messages: &mut Vec<Message>, n: usize) {
     });
 }
 
-fn request_view(
+pub(crate) fn request_view(
     ctx: &RequestCtx,
     state: &LiveState,
     headers: &RequestHeader,
@@ -249,13 +299,17 @@ fn request_view(
 }
 
 /// What scripts see of the state outside the live config.
-struct Shared<'a> {
-    health: &'a HealthRegistry,
+pub(crate) struct Shared<'a> {
+    pub(crate) health: &'a HealthRegistry,
     /// The least room left in the request's budgets, in USD.
-    budget_remaining: Option<f64>,
+    pub(crate) budget_remaining: Option<f64>,
 }
 
-fn context_view(state: &LiveState, model: &ModelConfig, shared: &Shared<'_>) -> ContextView {
+pub(crate) fn context_view(
+    state: &LiveState,
+    model: &ModelConfig,
+    shared: &Shared<'_>,
+) -> ContextView {
     let targets: Vec<String> = model.targets.iter().map(Target::id).collect();
     let health = targets
         .iter()

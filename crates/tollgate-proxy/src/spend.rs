@@ -249,7 +249,7 @@ impl Spend {
         &self,
         ctx: &mut RequestCtx,
         payload: &Payload,
-        targets: &[Target],
+        tiers: &[Vec<Target>],
         deadline: tokio::time::Instant,
     ) -> Result<(), ApiError> {
         let rates = self.rate_asks(ctx)?;
@@ -264,7 +264,7 @@ impl Spend {
         let worst = if budgets.is_empty() {
             Amounts::default()
         } else {
-            self.worst_case(ctx, payload, targets)
+            self.worst_case(ctx, payload, tiers)
         };
         let refused = |e: BudgetExceeded| {
             self.note_refused(&budgets, &e.name);
@@ -360,8 +360,16 @@ impl Spend {
         }
     }
 
-    /// The most the request can cost and use; for a stream, also its budget guard.
-    fn worst_case(&self, ctx: &mut RequestCtx, payload: &Payload, targets: &[Target]) -> Amounts {
+    /// The most the request can cost and use, each of its tiers (one, unless it cascades)
+    /// at its priciest target; for a stream, also its budget guard.
+    fn worst_case(
+        &self,
+        ctx: &mut RequestCtx,
+        payload: &Payload,
+        tiers: &[Vec<Target>],
+    ) -> Amounts {
+        let targets: Vec<Target> = tiers.iter().flatten().cloned().collect();
+        let targets = targets.as_slice();
         let state = ctx.state.clone();
         let config = &state.config;
         // Without `max_tokens`, the most the targets' models can write, where the catalog
@@ -375,7 +383,11 @@ impl Spend {
             output_tokens: per_answer.saturating_mul(payload.choices()),
             ..Usage::default()
         };
-        let amount = worst_cost(&state, targets, &worst);
+        let amount = tiers
+            .iter()
+            .map(|t| worst_cost(&state, t, &worst))
+            .fold(Usd::ZERO, Usd::saturating_add);
+        let tokens_per_tier = worst.input_tokens.saturating_add(worst.output_tokens);
         if payload.is_stream() {
             let per_token = Usage {
                 output_tokens: 1,
@@ -390,7 +402,7 @@ impl Spend {
         }
         Amounts {
             cost: amount,
-            tokens: worst.input_tokens.saturating_add(worst.output_tokens),
+            tokens: tokens_per_tier.saturating_mul(tiers.len().max(1) as u64),
         }
     }
 

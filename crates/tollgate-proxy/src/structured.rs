@@ -7,7 +7,7 @@ use crate::context::RequestCtx;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tollgate_guard::schema::OutputSchema;
-use tollgate_types::{ApiError, ChatRequest, ErrorKind, Message, Usage};
+use tollgate_types::{ApiError, ChatRequest, ErrorKind, Message};
 
 /// A request's schema check.
 #[derive(Debug)]
@@ -22,15 +22,6 @@ pub struct OutputCheck {
 pub struct Repair {
     answer: String,
     reason: String,
-}
-
-/// What spend the attempts before this one used (a repaired answer pays for both).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Prior {
-    /// Their usage, summed.
-    pub usage: Usage,
-    /// Their cost, summed (`None` if one was unpriced).
-    pub cost: Option<tollgate_types::Usd>,
 }
 
 /// Sets up the check for a non-stream chat request that asks for a JSON schema, if a
@@ -64,6 +55,14 @@ pub fn prepare(ctx: &mut RequestCtx, req: &ChatRequest) -> Result<(), ApiError> 
             format!("response_format.json_schema.schema is not a valid JSON Schema: {why}"),
         )
         .with_param("response_format")),
+    }
+}
+
+impl OutputCheck {
+    /// A cascade escalates an answer that fails its schema to a stronger tier rather than
+    /// asking the same model again.
+    pub fn without_repair(&mut self) {
+        self.repair_left = false;
     }
 }
 
@@ -102,7 +101,7 @@ pub async fn check_answer(ctx: &mut RequestCtx, body: &[u8]) -> Checked {
             reason,
         });
         // What this answer used (`set_usage` adds it to the next one's).
-        ctx.prior = Some(Prior {
+        ctx.prior = Some(crate::context::Prior {
             usage: ctx.usage.unwrap_or_default(),
             cost: ctx.cost,
         });

@@ -38,4 +38,6 @@ mod alerts;
 // Built-in guardrails on requests, answers and streams.
 mod guardrails;
 // Wasm plugins: hooks, hostile guests, hot swaps.
+/// Cascades: scorers, escalation, re-emitted streams, tier costs and savings.
+mod cascade;
 mod plugins;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Every migration, oldest first. An applied migration is checksummed: never edit one, add
 /// the next.
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     (
         1,
         "spend and ledger",
@@ -37,6 +37,11 @@ const MIGRATIONS: [(i64, &str, &str); 6] = [
         6,
         "drop unused ledger indexes",
         include_str!("../../migrations/0006_drop_unused_ledger_indexes.sql"),
+    ),
+    (
+        7,
+        "ledger cascade",
+        include_str!("../../migrations/0007_ledger_cascade.sql"),
     ),
 ];
 

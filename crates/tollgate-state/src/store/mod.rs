@@ -99,6 +99,11 @@ pub struct LedgerEntry {
     pub attempts: Option<String>,
     /// The budgets it was charged to.
     pub charges: Vec<Charge>,
+    /// A cascade's tiers, as JSON (`[{"tier", "provider", "model", "cost_usd", "score",
+    /// "decision"}]`).
+    pub cascade: Option<String>,
+    /// A cascade's baseline: what the request would have cost on its last tier alone.
+    pub baseline: Option<Usd>,
 }
 
 /// Where the store lives.
@@ -277,7 +282,7 @@ impl Store {
                 "INSERT INTO ledger (request_id, at_ms, key, tenant, model, provider,
                     upstream_model, input_tokens, output_tokens, cached_input_tokens,
                     cache_write_tokens, cost_picos, status, latency_ms, ttft_ms, estimated,
-                    team, end_user, session_id, tags, attempts) ",
+                    team, end_user, session_id, tags, attempts, cascade, baseline_picos) ",
             );
             rows.push_values(batch, |mut row, e| {
                 row.push_bind(e.request_id.clone())
@@ -300,7 +305,9 @@ impl Store {
                     .push_bind(e.user.clone())
                     .push_bind(e.session.clone())
                     .push_bind(e.tags.clone())
-                    .push_bind(e.attempts.clone());
+                    .push_bind(e.attempts.clone())
+                    .push_bind(e.cascade.clone())
+                    .push_bind(e.baseline.map(|b| int(b.picos())));
             });
             rows.build()
                 .execute(&mut *tx)

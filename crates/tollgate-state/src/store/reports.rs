@@ -95,9 +95,26 @@ pub struct SpendRow {
     pub output_tokens: u64,
     /// Spend.
     pub cost: Usd,
+    /// What the same requests would have cost with every cascade going straight to its last
+    /// tier (requests without a cascade count at their cost).
+    pub baseline: Usd,
+    /// Requests served through a cascade.
+    pub cascaded: u64,
 }
 
-type ReportRow = (Option<String>, Option<i64>, i64, i64, i64, i64);
+impl SpendRow {
+    /// Saved against always the strongest tier, in USD: negative when escalations cost more
+    /// than going straight to the strong model would have.
+    pub fn saved(&self) -> String {
+        if self.baseline >= self.cost {
+            self.baseline.saturating_sub(self.cost).to_string()
+        } else {
+            format!("-{}", self.cost.saturating_sub(self.baseline))
+        }
+    }
+}
+
+type ReportRow = (Option<String>, Option<i64>, i64, i64, i64, i64, i64, i64);
 
 fn unsigned(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -146,6 +163,10 @@ pub struct LedgerRow {
     pub estimated: bool,
     /// Every attempt: `[{"provider", "model", "outcome", "ms"}]`.
     pub attempts: serde_json::Value,
+    /// A cascade's tiers: `[{"tier", "provider", "model", "cost_usd", "score", "decision"}]`.
+    pub cascade: serde_json::Value,
+    /// A cascade's baseline: what the request would have cost on its last tier alone, USD.
+    pub baseline_usd: Option<String>,
 }
 
 /// Reads a [`LedgerRow`] from a row of either backend.
@@ -154,6 +175,8 @@ macro_rules! ledger_row {
         use sqlx::Row as _;
         let r = $r;
         let attempts: Option<String> = r.try_get(19)?;
+        let cascade: Option<String> = r.try_get(20)?;
+        let baseline: Option<i64> = r.try_get(21)?;
         let cost: i64 = r.try_get(14)?;
         LedgerRow {
             at_ms: r.try_get(0)?,
@@ -178,6 +201,11 @@ macro_rules! ledger_row {
             attempts: attempts
                 .and_then(|a| serde_json::from_str(&a).ok())
                 .unwrap_or(serde_json::Value::Null),
+            cascade: cascade
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .unwrap_or(serde_json::Value::Null),
+            baseline_usd: baseline
+                .map(|b| Usd::from_picos(u64::try_from(b).unwrap_or(0)).to_string()),
         }
     }};
 }
@@ -188,7 +216,8 @@ impl Store {
         let text = self.dialect(
             "SELECT at_ms, key, team, tenant, end_user, session_id, tags, model, provider,
                 upstream_model, input_tokens, output_tokens, cached_input_tokens,
-                cache_write_tokens, cost_picos, status, latency_ms, ttft_ms, estimated, attempts
+                cache_write_tokens, cost_picos, status, latency_ms, ttft_ms, estimated, attempts,
+                cascade, baseline_picos
              FROM ledger WHERE request_id = ?",
         );
         let row: Result<Option<LedgerRow>, sqlx::Error> = on_pool!(&self.pool, |p| async {
@@ -222,7 +251,9 @@ impl Store {
             "SELECT {group}, {bucket}, CAST(COUNT(*) AS BIGINT),
                 CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT),
                 CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT),
-                CAST(COALESCE(SUM(cost_picos), 0) AS BIGINT)
+                CAST(COALESCE(SUM(cost_picos), 0) AS BIGINT),
+                CAST(COALESCE(SUM(COALESCE(baseline_picos, cost_picos)), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN cascade IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT)
              FROM ledger WHERE at_ms >= ? AND at_ms < ?
              GROUP BY 1, 2 ORDER BY {order}"
         ));
@@ -234,14 +265,18 @@ impl Store {
         .map_err(|e| self.sql(e))?;
         Ok(rows
             .into_iter()
-            .map(|(group, bucket_ms, n, input, output, picos)| SpendRow {
-                group,
-                bucket_ms,
-                requests: unsigned(n),
-                input_tokens: unsigned(input),
-                output_tokens: unsigned(output),
-                cost: Usd::from_picos(unsigned(picos)),
-            })
+            .map(
+                |(group, bucket_ms, n, input, output, picos, baseline, cascaded)| SpendRow {
+                    group,
+                    bucket_ms,
+                    requests: unsigned(n),
+                    input_tokens: unsigned(input),
+                    output_tokens: unsigned(output),
+                    cost: Usd::from_picos(unsigned(picos)),
+                    baseline: Usd::from_picos(unsigned(baseline)),
+                    cascaded: unsigned(cascaded),
+                },
+            )
             .collect())
     }
 
