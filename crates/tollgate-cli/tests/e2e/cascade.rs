@@ -260,7 +260,11 @@ fn streamed_text(events: &[Value]) -> String {
 async fn streams_are_re_emitted_when_accepted_and_live_when_escalated() {
     let m = mock().await;
     let data = tempfile::tempdir().expect("dir");
-    let gw = Gateway::start_full(&admin_server(), &config(&m, data.path(), ""), &[]).await;
+    let direct = "[models.direct.cascade]\nstream_first_tier = false\n\
+        [[models.direct.cascade.tiers]]\ntargets = [\"sure/small\"]\nthreshold = 0.5\n\
+        scorers = [{ kind = \"logprobs\" }]\n\
+        [[models.direct.cascade.tiers]]\ntargets = [\"strong/big\"]\n";
+    let gw = Gateway::start_full(&admin_server(), &config(&m, data.path(), direct), &[]).await;
     let plain = ask_mock(&m, &ask("small", "Stream me a colour.", false)).await;
     let want = plain["choices"][0]["message"]["content"]
         .as_str()
@@ -320,6 +324,31 @@ async fn streams_are_re_emitted_when_accepted_and_live_when_escalated() {
         [(json!("small"), Value::Null), (json!("big"), json!(true))],
         "the cheap tier is asked whole, the strong one streams live"
     );
+
+    // `stream_first_tier = false`: a stream goes straight to the last tier, live; a complete
+    // answer still goes through the cascade.
+    let before = mock_received(&m).await.len();
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&ask("direct", "Stream me a colour.", true))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        header(&resp, "x-tollgate-cascade"),
+        "tier=2/2 score=- escalated=false"
+    );
+    assert_eq!(events(resp).await.last(), Some(&json!("[DONE]")));
+    let seen = mock_received(&m).await;
+    assert_eq!(seen.len(), before + 1);
+    assert_eq!(seen[before]["model"], "big");
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&ask("direct", "Stream me a colour.", false))
+        .send()
+        .await
+        .expect("send");
+    assert!(header(&resp, "x-tollgate-cascade").starts_with("tier=1/2"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

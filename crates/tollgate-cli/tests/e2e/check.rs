@@ -66,6 +66,8 @@ fn the_shipped_examples_are_valid() {
         "failover.toml",
         "keys.toml",
         "guardrails.toml",
+        "cascade.toml",
+        "policies.toml",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["check", "--config", &format!("{root}{name}")])
@@ -313,4 +315,27 @@ fn plugin_and_json_schema_mistakes_are_reported_with_their_place() {
     ));
     assert!(!ok);
     assert!(err.contains("/no/such.wasm: No such file"), "{err}");
+}
+
+#[test]
+fn cascade_mistakes_are_reported_with_their_place() {
+    let (ok, _, err) = check(
+        "[providers.a]\nkind = \"mock\"\n\n\
+         [models.cheap]\ntargets = [{ provider = \"a\", model = \"x\" }]\n\n\
+         [[models.c.cascade.tiers]]\ntargets = [\"cheap\", \"nope\"]\n\
+         scorers = [{ kind = \"logprobs\", penalty = 0.2 }, { kind = \"judge\", model = \"who\" }]\n\n\
+         [[models.c.cascade.tiers]]\ntargets = [\"a/y\"]\nthreshold = 1.5\nscorers = [{ kind = \"vibes\" }]\n",
+    );
+    assert!(!ok);
+    for want in [
+        "FILE:8:21: models.c.cascade.tiers[0].targets[1]: unknown target \"nope\"",
+        "FILE:7:1: models.c.cascade.tiers[0].threshold: set the score (0..=1) below which answers escalate",
+        "models.c.cascade.tiers[0].scorers[0].penalty: `penalty` is a setting of the refusal scorer",
+        "models.c.cascade.tiers[0].scorers[1].model: unknown model alias \"who\"",
+        "models.c.cascade.tiers[1].threshold: must be within 0..=1, not 1.5",
+        "models.c.cascade.tiers[1].scorers: the last tier's answer is final",
+        "models.c.cascade.tiers[1].scorers[0].kind: unknown scorer \"vibes\"",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
 }

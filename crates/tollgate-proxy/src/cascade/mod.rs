@@ -96,7 +96,7 @@ impl Upstream<'_> {
         }
     }
 
-    /// Asks `targets` for a complete answer and keeps it: `None` when every target failed.
+    /// Asks the plan's targets for a complete answer and keeps it, or says why none came.
     async fn ask(
         &self,
         session: &mut Session,
@@ -118,7 +118,8 @@ impl Upstream<'_> {
         let captured = ctx.captured.take();
         match (outcome, captured) {
             (Ok(()), Some(c)) => Ok(c),
-            (Ok(()), None) => Err("the client went away".to_owned()),
+            // Not reached: a kept answer always ends an attempt with `Ok`.
+            (Ok(()), None) => Err("no answer was kept".to_owned()),
             (Err(e), _) => Err(e.message),
         }
     }
@@ -151,9 +152,6 @@ pub async fn run(
         let mut captured = match up.ask(session, ctx, tier_req.clone(), up.plan(tier)).await {
             Ok(c) => c,
             Err(why) => {
-                if why == "the client went away" {
-                    return Ok(());
-                }
                 tracing::info!(request_id = %ctx.request_id, tier = i + 1, error = %why,
                     "Cascade tier failed; escalating.");
                 record.push(Step::failed(i + 1));

@@ -123,11 +123,12 @@ impl Record {
         let score = self
             .score
             .map_or_else(|| "-".to_owned(), |s| format!("{s:.2}"));
+        // A stream sent straight to the last tier (`stream_first_tier = false`) tried no
+        // earlier tier: it did not escalate.
+        let escalated = self.answered > 1 && !self.steps.is_empty();
         format!(
-            "tier={}/{} score={score} escalated={}",
-            self.answered,
-            self.tiers,
-            self.answered > 1
+            "tier={}/{} score={score} escalated={escalated}",
+            self.answered, self.tiers
         )
     }
 
