@@ -9,7 +9,7 @@
 
 mod record;
 pub mod reemit;
-mod score;
+pub mod score;
 mod scripted;
 
 pub use record::Record;

@@ -62,12 +62,10 @@ pub async fn score(
     let mut scripted = Vec::new();
     for s in &tier.scorers {
         let value = match &s.kind {
-            ScorerKind::Logprobs(measure) => logprobs(&captured.json, *measure),
-            ScorerKind::JsonSchema => json_schema(req, &captured.json),
-            ScorerKind::Refusal { phrases, penalty } => refusal(&captured.json, phrases, *penalty),
-            ScorerKind::SelfReport { missing, .. } => {
-                Some(self_report(&mut captured.json).unwrap_or(*missing))
-            }
+            ScorerKind::Logprobs(_)
+            | ScorerKind::JsonSchema
+            | ScorerKind::Refusal { .. }
+            | ScorerKind::SelfReport { .. } => local(&s.kind, req, &mut captured.json),
             ScorerKind::Plugin { name } => plugin(ctx, captured, name.as_deref()).await,
             ScorerKind::Judge { model, rubric } => {
                 judge(session, ctx, up, req, captured, model, rubric, spent).await
@@ -89,6 +87,19 @@ pub async fn score(
         score: score.unwrap_or(0.0),
         decisive,
         parts: parts.into_iter().map(|(k, v, _)| (k, v)).collect(),
+    }
+}
+
+/// The scorers that need nothing but the request and the answer (an OpenAI
+/// `chat.completion`): `logprobs`, `json_schema`, `refusal`, `self_report` (which removes the
+/// confidence tag from `answer`). `None` for the others, and when one abstains.
+pub fn local(kind: &ScorerKind, req: &ChatRequest, answer: &mut Value) -> Option<f64> {
+    match kind {
+        ScorerKind::Logprobs(measure) => logprobs(answer, *measure),
+        ScorerKind::JsonSchema => json_schema(req, answer),
+        ScorerKind::Refusal { phrases, penalty } => refusal(answer, phrases, *penalty),
+        ScorerKind::SelfReport { missing, .. } => Some(self_report(answer).unwrap_or(*missing)),
+        ScorerKind::Rhai { .. } | ScorerKind::Plugin { .. } | ScorerKind::Judge { .. } => None,
     }
 }
 
