@@ -207,8 +207,12 @@ def main():
         try:
             models = ["always-strong", "always-weak"] + [f"cascade@{t}" for t in thresholds]
             rows = [run_policy(port, m, items, args.concurrency) for m in models]
-            time.sleep(0.5)  # the ledger is written in batches every 100 ms
-            ledger = ledger_costs(admin)
+            # The ledger is written in batches: wait until it holds every request.
+            for _ in range(100):
+                ledger = ledger_costs(admin)
+                if all(ledger.get(m, {}).get("requests") == len(items) for m in models):
+                    break
+                time.sleep(0.1)
         finally:
             proc.terminate()
             proc.wait(10)

@@ -88,7 +88,9 @@ def ask(client, model, stream, **extra):
     chunks = list(answer)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].choices[0].finish_reason == "stop" or chunks[-1].usage is not None
-    return cascade, served, text, None
+    logprobs = next((c.choices[0].logprobs for c in chunks
+                     if c.choices and c.choices[0].logprobs is not None), None)
+    return cascade, served, text, logprobs
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -145,13 +147,19 @@ def test_the_example_cascade_answers_quizzes_and_reports_savings():
             extra_headers={"x-tollgate-tags": "premium"})
         assert "x-tollgate-cascade" not in raw.headers, "premium skips the cascade"
         assert raw.headers["x-tollgate-model"] == "large"
-        time.sleep(0.5)
-        req = urllib.request.Request(f"http://127.0.0.1:{admin}/admin/spend?by=model",
-                                     headers={"authorization": "Bearer admin-demo-key-change-me"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            report = json.load(resp)
-        row = next(r for r in report["rows"] if r["group"] == "assistant")
-        assert row["cascaded_requests"] == 12
+        # The ledger is written in batches: wait for all 12 cascaded requests.
+        row = {}
+        for _ in range(100):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{admin}/admin/spend?by=model",
+                headers={"authorization": "Bearer admin-demo-key-change-me"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                report = json.load(resp)
+            row = next((r for r in report["rows"] if r["group"] == "assistant"), {})
+            if row.get("cascaded_requests") == 12:
+                break
+            time.sleep(0.1)
+        assert row.get("cascaded_requests") == 12, row
         assert float(row["saved_usd"]) > 0, row
     finally:
         proc.terminate()

@@ -41,7 +41,7 @@ pub struct RawTier {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOverrides {
-    /// A lower (or higher) output cap.
+    /// A lower output cap (a client's lower cap still wins).
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
     pub temperature: Option<f64>,
@@ -339,6 +339,13 @@ fn check_tier(
         );
     }
     let threshold = match t.threshold {
+        Some(x) if x <= 0.0 && !is_last => {
+            error(
+                &path.key("threshold"),
+                "must be above 0 (a tier that keeps every answer is a plain model)".to_owned(),
+            );
+            0.5
+        }
         Some(x) if (0.0..=1.0).contains(&x) => x,
         Some(x) => {
             error(
@@ -380,6 +387,14 @@ fn check_tier(
         error(
             &path.key("overrides").key("temperature"),
             format!("must be within 0..=2, not {x}"),
+        );
+    }
+    if is_last && t.overrides.logprobs == Some(true) {
+        error(
+            &path.key("overrides").key("logprobs"),
+            "the last tier's answer goes to the client as it comes: ask for logprobs in the \
+             request instead"
+                .to_owned(),
         );
     }
     if t.overrides.max_tokens == Some(0) {

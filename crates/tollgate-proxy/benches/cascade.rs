@@ -16,8 +16,10 @@ fn answer(text: &str) -> Value {
     let tokens: Vec<Value> = text
         .split_inclusive(' ')
         .enumerate()
-        .map(|(i, t)| json!({"token": t, "logprob": -0.05 - (i % 7) as f64 * 0.01,
-            "bytes": t.as_bytes(), "top_logprobs": []}))
+        .map(|(i, t)| {
+            json!({"token": t, "logprob": -0.05 - (i % 7) as f64 * 0.01,
+            "bytes": t.as_bytes(), "top_logprobs": []})
+        })
         .collect();
     json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "small",
         "choices": [{"index": 0, "finish_reason": "stop",
@@ -55,7 +57,13 @@ fn benches(c: &mut Criterion) {
         b.iter(|| score::local(&kind, &req, &mut black_box(plain.clone())))
     });
     group.bench_function("score_json_schema", |b| {
-        b.iter(|| score::local(&ScorerKind::JsonSchema, &req, &mut black_box(structured.clone())))
+        b.iter(|| {
+            score::local(
+                &ScorerKind::JsonSchema,
+                &req,
+                &mut black_box(structured.clone()),
+            )
+        })
     });
     group.bench_function("score_refusal", |b| {
         b.iter(|| score::local(&refusal, &req, &mut black_box(plain.clone())))
@@ -64,8 +72,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| score::local(&self_report, &req, &mut black_box(tagged.clone())))
     });
     group.bench_function("clone_only", |b| b.iter(|| black_box(plain.clone())));
+    // As a client that did not ask for logprobs gets it.
+    let mut sent = plain.clone();
+    sent["choices"][0]["logprobs"] = Value::Null;
     group.bench_function("reemit_sse", |b| {
-        b.iter(|| reemit::render(black_box(&plain), true))
+        b.iter(|| reemit::render(black_box(&sent), true))
     });
     group.finish();
 }

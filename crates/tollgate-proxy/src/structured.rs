@@ -58,12 +58,15 @@ pub fn prepare(ctx: &mut RequestCtx, req: &ChatRequest) -> Result<(), ApiError> 
     }
 }
 
-impl OutputCheck {
-    /// A cascade escalates an answer that fails its schema to a stronger tier rather than
-    /// asking the same model again.
-    pub fn without_repair(&mut self) {
-        self.repair_left = false;
-    }
+/// Whether the request's `json_schema` guardrail would refuse `answer` (an OpenAI
+/// `chat.completion`): a cascade escalates such an answer rather than keep it.
+pub fn would_refuse(ctx: &RequestCtx, answer: &Value) -> bool {
+    let Some(check) = ctx.output_check.as_ref() else {
+        return false;
+    };
+    answer["choices"][0]["message"]["content"]
+        .as_str()
+        .is_some_and(|text| check.schema.check(text).is_err())
 }
 
 /// What to do with a complete answer (the client's OpenAI JSON body).

@@ -368,13 +368,21 @@ async fn schema_failures_escalate_and_judges_and_self_reports_score() {
          [[models.judged-wrong.cascade.tiers]]\ntargets = [\"wrong/small\"]\nthreshold = 0.5\n\
          scorers = [{{ kind = \"judge\", model = \"judge\" }}]\n\
          [[models.judged-wrong.cascade.tiers]]\ntargets = [\"strong/big\"]\n\
+         [models.rated-sure.cascade]\n\
+         [[models.rated-sure.cascade.tiers]]\ntargets = [\"sure/small\"]\nthreshold = 0.5\n\
+         scorers = [{{ kind = \"self_report\" }}]\n\
+         [[models.rated-sure.cascade.tiers]]\ntargets = [\"strong/big\"]\n\
+         [models.fallback.cascade]\n\
+         [[models.fallback.cascade.tiers]]\ntargets = [\"unsure/small\"]\nthreshold = 0.5\n\
+         scorers = [{{ kind = \"logprobs\" }}]\n\
+         [[models.fallback.cascade.tiers]]\ntargets = [\"down/big\"]\n\
          [models.rated.cascade]\n\
          [[models.rated.cascade.tiers]]\ntargets = [\"unsure/small\"]\nthreshold = 0.5\n\
          scorers = [{{ kind = \"self_report\" }}, {{ kind = \"refusal\" }}]\n\
          [[models.rated.cascade.tiers]]\ntargets = [\"strong/big\"]\n",
         mock_provider("right", &m.base_url(), "\"x-mock-accuracy\" = \"1\""),
         mock_provider("wrong", &m.base_url(), "\"x-mock-accuracy\" = \"0\""),
-    );
+    ) + &mock_provider("down", &m.base_url(), "\"x-mock-status\" = \"503\"");
     let gw = Gateway::start_full(&admin_server(), &config(&m, data.path(), &extra), &[]).await;
 
     // A schema the cheap model ignores: escalated although its logprobs are confident.
@@ -436,6 +444,29 @@ async fn schema_failures_escalate_and_judges_and_self_reports_score() {
 
     let resp = gw.chat("judged-wrong", "What is 2 + 2?").await;
     assert!(header(&resp, "x-tollgate-cascade").starts_with("tier=2/2 score=0.05"));
+
+    // A confident self-rating keeps the answer, without the tag the model was asked for.
+    let resp = gw.chat("rated-sure", "Name a colour.").await;
+    assert!(header(&resp, "x-tollgate-cascade").starts_with("tier=1/2 score=0.95"));
+    let answer: Value = resp.json().await.expect("json");
+    let text = answer["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text");
+    assert!(
+        text.starts_with("Mock answer:") && !text.contains("confidence"),
+        "{text}"
+    );
+
+    // The last tier down: the earlier tier's unsure answer is served rather than an error.
+    let resp = gw.chat("fallback", "Name a colour.").await;
+    assert_eq!(resp.status(), 200);
+    let cascade = header(&resp, "x-tollgate-cascade");
+    assert!(cascade.starts_with("tier=1/2 score=0."), "{cascade}");
+    assert!(
+        cascade.ends_with("escalated=false fallback=true"),
+        "{cascade}"
+    );
+    assert_eq!(header(&resp, "x-tollgate-model"), "small");
 
     // A self-reported confidence of 0.2 escalates; the tag never reaches the client.
     let resp = gw.chat("rated", "Name a colour.").await;

@@ -324,7 +324,10 @@ fn cascade_mistakes_are_reported_with_their_place() {
          [models.cheap]\ntargets = [{ provider = \"a\", model = \"x\" }]\n\n\
          [[models.c.cascade.tiers]]\ntargets = [\"cheap\", \"nope\"]\n\
          scorers = [{ kind = \"logprobs\", penalty = 0.2 }, { kind = \"judge\", model = \"who\" }]\n\n\
-         [[models.c.cascade.tiers]]\ntargets = [\"a/y\"]\nthreshold = 1.5\nscorers = [{ kind = \"vibes\" }]\n",
+         [[models.c.cascade.tiers]]\ntargets = [\"a/y\"]\nthreshold = 1.5\nscorers = [{ kind = \"vibes\" }]\n\
+         overrides = { logprobs = true }\n\n\
+         [[models.d.cascade.tiers]]\ntargets = [\"cheap\"]\nthreshold = 0.0\nscorers = [{ kind = \"refusal\" }]\n\
+         [[models.d.cascade.tiers]]\ntargets = [\"a/y\"]\n",
     );
     assert!(!ok);
     for want in [
@@ -335,6 +338,8 @@ fn cascade_mistakes_are_reported_with_their_place() {
         "models.c.cascade.tiers[1].threshold: must be within 0..=1, not 1.5",
         "models.c.cascade.tiers[1].scorers: the last tier's answer is final",
         "models.c.cascade.tiers[1].scorers[0].kind: unknown scorer \"vibes\"",
+        "models.c.cascade.tiers[1].overrides.logprobs: the last tier's answer goes to the client",
+        "models.d.cascade.tiers[0].threshold: must be above 0",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

@@ -116,6 +116,8 @@ impl Upstream<'_> {
         .await;
         ctx.capturing = false;
         let captured = ctx.captured.take();
+        // Whoever answered this tier (or judged) did not answer the client.
+        ctx.served_by = None;
         match (outcome, captured) {
             (Ok(()), Some(c)) => Ok(c),
             // Not reached: a kept answer always ends an attempt with `Ok`.
@@ -137,15 +139,14 @@ pub async fn run(
     let model = ctx.model.clone().unwrap_or_default();
     // Tiers change the request: the client's own `/v1/messages` body no longer says it all.
     ctx.messages_body = None;
-    if let Some(check) = ctx.output_check.as_mut() {
-        check.without_repair();
-    }
     // A stream is buffered only for OpenAI clients (re-emitted in OpenAI's SSE), and only
     // when the config allows the latency that costs.
     let stream = req.is_stream();
     let buffered = !stream || (cascade.stream_first_tier && ctx.client_api == ClientApi::OpenAi);
     let mut record = Record::new(n, strongest(cascade));
     let mut spent = Prior::default();
+    // The last unsure answer: served if the tiers after it all fail.
+    let mut kept: Option<(usize, f64, Captured)> = None;
     let earlier = if buffered { n - 1 } else { 0 };
     for (i, tier) in cascade.tiers.iter().enumerate().take(earlier) {
         let tier_req = tier_request(req, tier, false);
@@ -159,7 +160,8 @@ pub async fn run(
                 continue;
             }
         };
-        let scored = if captured.status < 300 {
+        let judged_before = spent.cost;
+        let mut scored = if captured.status < 300 {
             let at = score::TierAt {
                 up,
                 req,
@@ -170,8 +172,17 @@ pub async fn run(
         } else {
             score::Scored::refused()
         };
-        let accept = scored.score >= tier.threshold;
-        record.push(Step::scored(i + 1, &captured, &scored, accept));
+        // The request's JSON-schema guardrail would refuse this answer: a stronger tier may
+        // do better.
+        if scored.score >= tier.threshold && crate::structured::would_refuse(ctx, &captured.json) {
+            scored.score = 0.0;
+            scored.decisive = "json_schema_guardrail";
+        }
+        let accept = captured.status < 300 && scored.score >= tier.threshold;
+        let judges = spent
+            .cost
+            .map(|c| c.saturating_sub(judged_before.unwrap_or(Usd::ZERO)));
+        record.push(Step::scored(i + 1, &captured, &scored, accept, judges));
         let decision = if accept { "accept" } else { "escalate" };
         crate::metrics::record_cascade(&model, i + 1, decision, scored.decisive);
         tracing::debug!(request_id = %ctx.request_id, tier = i + 1, score = scored.score,
@@ -186,6 +197,9 @@ pub async fn run(
             return deliver(session, ctx, req, captured).await;
         }
         spent.add(captured.usage, captured.cost);
+        if captured.status < 300 {
+            kept = Some((i + 1, scored.score, captured));
+        }
     }
     // The last tier's answer is final, and served like any request's.
     let last = &cascade.tiers[n - 1];
@@ -195,16 +209,47 @@ pub async fn run(
     if spent != Prior::default() {
         ctx.prior = Some(spent);
     }
-    let payload = Payload::Chat(tier_request(req, last, stream));
-    crate::failover::run(
+    let mut final_req = tier_request(req, last, stream);
+    let mut outcome = crate::failover::try_targets(
         session,
         ctx,
         up.connector,
         up.health,
-        &payload,
+        &Payload::Chat(final_req.clone()),
         up.plan(last),
     )
-    .await
+    .await;
+    // An answer that failed its JSON schema goes back to the model once, as without a cascade.
+    if outcome.is_ok() && crate::structured::take_repair(ctx, &mut final_req).is_some() {
+        let payload = Payload::Chat(final_req);
+        outcome = crate::failover::try_targets(
+            session,
+            ctx,
+            up.connector,
+            up.health,
+            &payload,
+            up.plan(last),
+        )
+        .await;
+    }
+    let Err(e) = outcome else {
+        return Ok(());
+    };
+    // Every target of the last tier failed: an unsure answer beats none.
+    let Some((tier, score, mut captured)) = kept else {
+        return crate::respond::send_error(session, ctx, &e).await;
+    };
+    tracing::warn!(request_id = %ctx.request_id, tier, error = %e.message,
+        "The cascade's last tier failed; serving an earlier tier's answer.");
+    crate::metrics::record_cascade(&model, n, "failed", "none");
+    if let Some(mut record) = ctx.cascade.take() {
+        record.fall_back(tier, score, ctx, &captured);
+        ctx.cascade = Some(record);
+    }
+    // Its spend is already in `spent`: the request pays that, no more.
+    ctx.prior = Some(spent);
+    captured.usage = None;
+    deliver(session, ctx, req, captured).await
 }
 
 /// The last tier's first target, whose price makes the savings baseline.
@@ -220,11 +265,12 @@ fn tier_request(req: &ChatRequest, tier: &Tier, stream: bool) -> ChatRequest {
         r.stream = None;
         r.stream_options = None;
     }
+    // A tier may lower the output cap, never raise it past the client's (or its reservation).
     if let Some(n) = tier.max_tokens {
-        if r.max_completion_tokens.is_some() {
-            r.max_completion_tokens = Some(n);
+        if let Some(cap) = r.max_completion_tokens.as_mut() {
+            *cap = (*cap).min(n);
         } else {
-            r.max_tokens = Some(n);
+            r.max_tokens = Some(r.max_tokens.map_or(n, |cap| cap.min(n)));
         }
     }
     if let Some(t) = tier.temperature {

@@ -27,6 +27,9 @@ pub struct Step {
     /// Each scorer's score (`null`: it had nothing to say).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scores: Vec<(&'static str, Option<f64>)>,
+    /// What judging this tier's answer cost, in USD.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_cost_usd: Option<String>,
     /// `accept`, `escalate`, `failed` or `final`.
     pub decision: &'static str,
 }
@@ -41,12 +44,19 @@ impl Step {
             cost_usd: None,
             score: None,
             scores: Vec::new(),
+            judge_cost_usd: None,
             decision: "failed",
         }
     }
 
     /// A tier that answered and was scored.
-    pub fn scored(tier: usize, c: &Captured, s: &Scored, accept: bool) -> Step {
+    pub fn scored(
+        tier: usize,
+        c: &Captured,
+        s: &Scored,
+        accept: bool,
+        judges: Option<Usd>,
+    ) -> Step {
         Step {
             tier,
             provider: Some(c.served_by.0.clone()),
@@ -54,6 +64,7 @@ impl Step {
             cost_usd: c.cost.map(|x| x.to_string()),
             score: Some(round(s.score)),
             scores: s.parts.iter().map(|(k, v)| (*k, v.map(round))).collect(),
+            judge_cost_usd: judges.filter(|j| *j > Usd::ZERO).map(|j| j.to_string()),
             decision: if accept { "accept" } else { "escalate" },
         }
     }
@@ -78,6 +89,8 @@ pub struct Record {
     baseline: Option<Usd>,
     /// The last tier answered: what the request paid before it (its cost is the rest).
     before_last: Option<Option<Usd>>,
+    /// The last tier failed and an earlier tier's unsure answer was served.
+    fallback: bool,
 }
 
 impl Record {
@@ -91,6 +104,7 @@ impl Record {
             score: None,
             baseline: None,
             before_last: None,
+            fallback: false,
         }
     }
 
@@ -118,7 +132,16 @@ impl Record {
         self.before_last = Some(before);
     }
 
-    /// `tier=1/2 score=0.83 escalated=false`.
+    /// Every target of the last tier failed: the answer of `tier`, scored `score`, is served.
+    pub fn fall_back(&mut self, tier: usize, score: f64, ctx: &RequestCtx, c: &Captured) {
+        self.steps.push(Step::failed(self.tiers));
+        self.before_last = None;
+        self.fallback = true;
+        self.accept(tier, score, ctx, c);
+    }
+
+    /// `tier=1/2 score=0.83 escalated=false` (and ` fallback=true` when the last tier failed
+    /// and an earlier tier's answer was served).
     pub fn header(&self) -> String {
         let score = self
             .score
@@ -126,8 +149,9 @@ impl Record {
         // A stream sent straight to the last tier (`stream_first_tier = false`) tried no
         // earlier tier: it did not escalate.
         let escalated = self.answered > 1 && !self.steps.is_empty();
+        let fallback = if self.fallback { " fallback=true" } else { "" };
         format!(
-            "tier={}/{} score={score} escalated={escalated}",
+            "tier={}/{} score={score} escalated={escalated}{fallback}",
             self.answered, self.tiers
         )
     }
@@ -153,6 +177,7 @@ impl Record {
                 cost_usd: self.baseline(total).map(|c| c.to_string()),
                 score: None,
                 scores: Vec::new(),
+                judge_cost_usd: None,
                 decision: "final",
             });
         }

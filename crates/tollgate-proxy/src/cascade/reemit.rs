@@ -18,13 +18,27 @@ pub async fn send(
     body: &[u8],
     include_usage: bool,
 ) -> bool {
-    let Ok(json) = serde_json::from_slice::<Value>(body) else {
-        return false;
+    let header = crate::forward::stream_header(session, ctx);
+    let (Ok(json), Ok(header)) = (serde_json::from_slice::<Value>(body), header) else {
+        // Not a completion any more (a plugin rewrote it into something else): say so
+        // rather than leave the client without an answer.
+        let e = tollgate_types::ApiError::new(
+            tollgate_types::ErrorKind::UpstreamFailed,
+            "the answer could not be re-emitted as a stream",
+        );
+        ctx.error = Some(e.message.clone());
+        let headers = crate::forward::served_headers(ctx);
+        return crate::respond::send_json(
+            session,
+            ctx,
+            e.status(),
+            e.body_for(ctx.client_api),
+            &headers,
+        )
+        .await
+        .is_ok();
     };
     let events = render(&json, include_usage);
-    let Ok(header) = crate::forward::stream_header(session, ctx) else {
-        return false;
-    };
     ctx.status = 200;
     if session
         .write_response_header(Box::new(header), false)
@@ -41,60 +55,65 @@ pub async fn send(
         && session.write_response_body(None, true).await.is_ok()
 }
 
-/// The SSE events of `completion`.
+/// The SSE events of `completion`. Every chunk shares one envelope (id, created, model), written
+/// once; only each piece's text is escaped per chunk.
 pub fn render(completion: &Value, include_usage: bool) -> Bytes {
+    let field = |name: &str| {
+        serde_json::to_string(completion.get(name).unwrap_or(&Value::Null)).unwrap_or_default()
+    };
+    let mut head = format!(
+        "data: {{\"id\":{},\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},",
+        field("id"),
+        field("created"),
+        field("model")
+    );
+    if completion.get("system_fingerprint").is_some() {
+        head.push_str(&format!(
+            "\"system_fingerprint\":{},",
+            field("system_fingerprint")
+        ));
+    }
+    head.push_str("\"choices\":[");
+    let tail: &[u8] = if include_usage {
+        b"],\"usage\":null}\n\n"
+    } else {
+        b"]}\n\n"
+    };
+    let env = Envelope {
+        head: head.as_bytes(),
+        tail,
+    };
     let mut out = BytesMut::with_capacity(1024);
-    let base = |choices: Value| {
-        let mut chunk = json!({
-            "id": completion.get("id").cloned().unwrap_or(Value::Null),
-            "object": "chat.completion.chunk",
-            "created": completion.get("created").cloned().unwrap_or(Value::Null),
-            "model": completion.get("model").cloned().unwrap_or(Value::Null),
-            "choices": choices,
-        });
-        if let Some(fp) = completion.get("system_fingerprint") {
-            chunk["system_fingerprint"] = fp.clone();
-        }
-        if include_usage {
-            chunk["usage"] = Value::Null;
-        }
-        chunk
-    };
-    let mut event = |v: Value| {
-        out.put_slice(b"data: ");
-        out.put_slice(v.to_string().as_bytes());
-        out.put_slice(b"\n\n");
-    };
+    let json = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
     let choices = completion
         .get("choices")
         .and_then(Value::as_array)
-        .cloned()
+        .map(Vec::as_slice)
         .unwrap_or_default();
     for (i, choice) in choices.iter().enumerate() {
-        let index = choice.get("index").cloned().unwrap_or_else(|| json!(i));
-        let message = choice.get("message").cloned().unwrap_or(Value::Null);
-        let delta = |d: Value, logprobs: Value| {
-            json!([{"index": index, "delta": d,
-            "logprobs": logprobs, "finish_reason": null}])
-        };
-        event(base(delta(
-            json!({"role": "assistant", "content": "", "refusal": null}),
-            Value::Null,
-        )));
+        let index = json(choice.get("index").unwrap_or(&json!(i)));
+        let message = choice.get("message").unwrap_or(&Value::Null);
+        let role = br#"{"role":"assistant","content":"","refusal":null}"#;
+        env.chunk(&mut out, &index, role, b"null", b"null");
         let text = message.get("content").and_then(Value::as_str).unwrap_or("");
         let pieces = split(text);
         let last = pieces.len().saturating_sub(1);
+        let mut delta = Vec::with_capacity(PIECE_BYTES + 16);
         for (n, piece) in pieces.into_iter().enumerate() {
+            delta.clear();
+            delta.extend_from_slice(b"{\"content\":");
+            let _ = serde_json::to_writer(&mut delta, piece);
+            delta.push(b'}');
             // Log-probabilities, when the client asked for them, come with the last piece.
-            let lp = if n == last {
-                choice.get("logprobs").cloned().unwrap_or(Value::Null)
-            } else {
-                Value::Null
+            let lp = match choice.get("logprobs") {
+                Some(lp) if n == last && !lp.is_null() => json(lp),
+                _ => b"null".to_vec(),
             };
-            event(base(delta(json!({ "content": piece }), lp)));
+            env.chunk(&mut out, &index, &delta, &lp, b"null");
         }
         if let Some(refusal) = message.get("refusal").filter(|r| !r.is_null()) {
-            event(base(delta(json!({ "refusal": refusal }), Value::Null)));
+            let d = json(&json!({ "refusal": refusal }));
+            env.chunk(&mut out, &index, &d, b"null", b"null");
         }
         if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
             let calls: Vec<Value> = calls
@@ -106,22 +125,51 @@ pub fn render(completion: &Value, include_usage: bool) -> Bytes {
                     c
                 })
                 .collect();
-            event(base(delta(json!({ "tool_calls": calls }), Value::Null)));
+            let d = json(&json!({ "tool_calls": calls }));
+            env.chunk(&mut out, &index, &d, b"null", b"null");
         }
-        let finish = choice
-            .get("finish_reason")
-            .cloned()
-            .unwrap_or(json!("stop"));
-        event(base(json!([{"index": index, "delta": {}, "logprobs": null,
-            "finish_reason": finish}])));
+        let finish = json(choice.get("finish_reason").unwrap_or(&json!("stop")));
+        env.chunk(&mut out, &index, b"{}", b"null", &finish);
     }
     if include_usage {
-        let mut chunk = base(json!([]));
-        chunk["usage"] = completion.get("usage").cloned().unwrap_or(Value::Null);
-        event(chunk);
+        out.put_slice(head.as_bytes());
+        out.put_slice(b"],\"usage\":");
+        out.put_slice(&json(completion.get("usage").unwrap_or(&Value::Null)));
+        out.put_slice(b"}\n\n");
     }
     out.put_slice(b"data: [DONE]\n\n");
     out.freeze()
+}
+
+/// What every chunk of one stream shares: `data: {...,"choices":[` and `]}` (or
+/// `],"usage":null}`).
+struct Envelope<'a> {
+    head: &'a [u8],
+    tail: &'a [u8],
+}
+
+impl Envelope<'_> {
+    /// One chunk of one choice.
+    fn chunk(
+        &self,
+        out: &mut BytesMut,
+        index: &[u8],
+        delta: &[u8],
+        logprobs: &[u8],
+        finish: &[u8],
+    ) {
+        out.put_slice(self.head);
+        out.put_slice(b"{\"index\":");
+        out.put_slice(index);
+        out.put_slice(b",\"delta\":");
+        out.put_slice(delta);
+        out.put_slice(b",\"logprobs\":");
+        out.put_slice(logprobs);
+        out.put_slice(b",\"finish_reason\":");
+        out.put_slice(finish);
+        out.put_slice(b"}");
+        out.put_slice(self.tail);
+    }
 }
 
 /// `text` in pieces of about [`PIECE_BYTES`], cut after a space where one is near.

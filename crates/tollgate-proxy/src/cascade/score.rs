@@ -189,25 +189,41 @@ fn refusal(json: &Value, phrases: &[String], penalty: f64) -> Option<f64> {
 }
 
 /// The confidence the model reported as `<confidence>0.NN</confidence>` (a percentage is
-/// read as one), removed from the answer with the line it was on.
+/// read as one) in the first choice, with the tag removed from every choice.
 pub(super) fn self_report(json: &mut Value) -> Option<f64> {
-    let content = json.pointer_mut("/choices/0/message/content")?;
-    let text = content.as_str()?;
+    let choices = json.get_mut("choices")?.as_array_mut()?;
+    let mut first = None;
+    for (i, choice) in choices.iter_mut().enumerate() {
+        let Some(content) = choice.pointer_mut("/message/content") else {
+            continue;
+        };
+        let Some((value, cleaned)) = content.as_str().and_then(strip_confidence) else {
+            continue;
+        };
+        *content = Value::String(cleaned);
+        if i == 0 {
+            first = value;
+        }
+    }
+    first
+}
+
+/// The value of the last confidence tag in `text` (if it parses) and `text` without it.
+fn strip_confidence(text: &str) -> Option<(Option<f64>, String)> {
     let start = text.rfind("<confidence>")?;
     let rest = &text[start + "<confidence>".len()..];
     let end = rest.find("</confidence>")?;
     let raw = rest[..end].trim().trim_end_matches('%');
-    let mut value: f64 = raw.parse().ok()?;
-    if value > 1.0 && value <= 100.0 {
-        value /= 100.0;
-    }
+    let value = raw.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| {
+        let v = if v > 1.0 && v <= 100.0 { v / 100.0 } else { v };
+        v.clamp(0.0, 1.0)
+    });
     let cleaned = format!(
         "{}{}",
         text[..start].trim_end(),
         &rest[end + "</confidence>".len()..]
     );
-    *content = Value::String(cleaned.trim_end().to_owned());
-    value.is_finite().then(|| value.clamp(0.0, 1.0))
+    Some((value, cleaned.trim_end().to_owned()))
 }
 
 /// The `score` hook of one plugin, or the lowest of the model's scoring plugins.
@@ -360,6 +376,11 @@ mod tests {
         assert_eq!(self_report(&mut pct), Some(0.9));
         let mut none = answer("No tag here.");
         assert_eq!(self_report(&mut none), None);
+        let mut two = json!({"choices": [
+            {"message": {"content": "A <confidence>0.4</confidence>"}},
+            {"message": {"content": "B <confidence>0.9</confidence>"}}]});
+        assert_eq!(self_report(&mut two), Some(0.4));
+        assert_eq!(two["choices"][1]["message"]["content"], "B");
         assert_eq!(answer_text(&none), Some("No tag here."));
     }
 

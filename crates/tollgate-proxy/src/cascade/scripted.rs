@@ -9,8 +9,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 use tollgate_policy::{ResponseVerdict, ResponseView};
 
-/// The script's score: accept is 1, escalate 0. A script that fails abstains (logged and
-/// counted as a policy error), so the other scorers decide.
+/// The script's score: accept is 1, escalate 0. A script that fails, or has no
+/// `on_response`, abstains (a failure is logged and counted as a policy error), so the other
+/// scorers decide.
 pub fn score(
     session: &Session,
     ctx: &RequestCtx,
@@ -25,9 +26,9 @@ pub fn score(
     let state = ctx.state.clone();
     let model = state.model(&req.model)?;
     let path = script.or_else(|| model.policy(&state.config))?;
-    let Some(compiled) = state.policies.script(path) else {
+    let Some(compiled) = state.policies.script(path).filter(|s| s.has_on_response) else {
         tracing::warn!(request_id = %ctx.request_id, script = %path.display(),
-            "The cascade's scoring script is not loaded; it abstains.");
+            "The cascade's scoring script has no `on_response(req, resp, ctx)`; it abstains.");
         return None;
     };
     let json = &captured.json;
