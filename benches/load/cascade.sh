@@ -4,7 +4,7 @@
 # escalated (two calls), and kept for a streaming client (re-emitted as SSE). Reports throughput,
 # p99 latency and gateway CPU per request. Loopback only, bounded in time.
 #
-#   bash benches/load/cascade.sh          # DURATION=10 CONNECTIONS=32
+#   bash benches/load/cascade.sh          # DURATION=10 CONNECTIONS=32 RUNS="plain kept ..."
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/setup.sh
@@ -105,7 +105,6 @@ run() { # CONFIG LUA
 }
 
 echo "$CONNECTIONS connections, ${DURATION}s each:"
-run plain json
-run kept json
-run escalated json
-run kept_stream stream
+for name in ${RUNS:-plain kept escalated kept_stream}; do
+  case $name in kept_stream) run "$name" stream ;; *) run "$name" json ;; esac
+done

@@ -35,12 +35,7 @@ async fn metrics_count_requests_attempts_and_tokens() {
     ];
     let mut text = String::new();
     for _ in 0..40 {
-        text = reqwest::get(format!("{}/metrics", gw.admin_url))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        text = gw.metrics().await;
         if want.iter().all(|w| text.contains(w)) {
             break;
         }

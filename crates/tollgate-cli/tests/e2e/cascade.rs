@@ -7,7 +7,6 @@ use crate::harness::{Gateway, ask_mock, mock, mock_provider, mock_received};
 use crate::keys::{ADMIN_KEY, admin_server};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use std::time::Duration;
 use tollgate_types::{Price, Usage, Usd};
 
 /// Cheap tiers priced $1 / $2 per 1M tokens, the strong tier $10 / $30.
@@ -73,23 +72,6 @@ async fn usage_of(m: &tollgate_mock::MockHandle, mut body: Value, model: &str) -
     }
 }
 
-async fn ledger_row(gw: &Gateway, id: &str) -> Value {
-    let admin = reqwest::Client::new();
-    for _ in 0..100 {
-        let r = admin
-            .get(format!("{}/admin/requests/{id}", gw.admin_url))
-            .bearer_auth(ADMIN_KEY)
-            .send()
-            .await
-            .expect("admin");
-        if r.status() == 200 {
-            return r.json().await.expect("json");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no ledger row for {id}");
-}
-
 fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers()
         .get(name)
@@ -111,12 +93,7 @@ async fn confident_answers_stay_cheap_and_unsure_ones_escalate_with_both_tiers_c
 
     // Confident: the cheap answer is the client's, without the logprobs asked on its behalf.
     let body = ask("sure", "Name a colour.", false);
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.ask(&body).await;
     assert_eq!(resp.status(), 200);
     let cascade = header(&resp, "x-tollgate-cascade");
     assert!(cascade.starts_with("tier=1/2 score=0.9"), "{cascade}");
@@ -134,12 +111,7 @@ async fn confident_answers_stay_cheap_and_unsure_ones_escalate_with_both_tiers_c
 
     // Unsure: escalated, and the strong tier's answer is the client's.
     let body = ask("unsure", "Name a colour.", false);
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.ask(&body).await;
     assert_eq!(resp.status(), 200);
     let cascade = header(&resp, "x-tollgate-cascade");
     assert!(cascade.starts_with("tier=2/2 score=0."), "{cascade}");
@@ -168,12 +140,12 @@ async fn confident_answers_stay_cheap_and_unsure_ones_escalate_with_both_tiers_c
     let strong_cost = strong_price().cost(&strong_usage);
     let strong_for_cheap_usage = strong_price().cost(&cheap_usage);
 
-    let row = ledger_row(&gw, &sure_id).await;
+    let row = gw.ledger_row(ADMIN_KEY, &sure_id).await;
     assert_eq!(usd(&row["cost_usd"]), cheap_cost, "{row}");
     assert_eq!(usd(&row["baseline_usd"]), strong_for_cheap_usage, "{row}");
     assert_eq!(row["cascade"][0]["decision"], "accept", "{row}");
 
-    let row = ledger_row(&gw, &unsure_id).await;
+    let row = gw.ledger_row(ADMIN_KEY, &unsure_id).await;
     assert_eq!(
         usd(&row["cost_usd"]),
         cheap_cost.saturating_add(strong_cost),
@@ -222,12 +194,7 @@ async fn confident_answers_stay_cheap_and_unsure_ones_escalate_with_both_tiers_c
     );
     assert_eq!(saved("unsure"), format!("-{cheap_cost}"));
 
-    let metrics = reqwest::get(format!("{}/metrics", gw.admin_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(
             "tollgate_cascade_decisions_total{model=\"unsure\",tier=\"1\",decision=\"escalate\",scorer=\"logprobs\"} 1"
@@ -271,12 +238,7 @@ async fn streams_are_re_emitted_when_accepted_and_live_when_escalated() {
         .expect("text")
         .to_owned();
 
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&ask("sure", "Stream me a colour.", true))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.ask(&ask("sure", "Stream me a colour.", true)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "content-type"), "text/event-stream");
     assert!(header(&resp, "x-tollgate-cascade").starts_with("tier=1/2"));
@@ -297,12 +259,7 @@ async fn streams_are_re_emitted_when_accepted_and_live_when_escalated() {
     );
 
     let before = mock_received(&m).await.len();
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&ask("unsure", "Stream me a colour.", true))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.ask(&ask("unsure", "Stream me a colour.", true)).await;
     assert_eq!(resp.status(), 200);
     assert!(header(&resp, "x-tollgate-cascade").starts_with("tier=2/2"));
     let evs = events(resp).await;
@@ -328,12 +285,7 @@ async fn streams_are_re_emitted_when_accepted_and_live_when_escalated() {
     // `stream_first_tier = false`: a stream goes straight to the last tier, live; a complete
     // answer still goes through the cascade.
     let before = mock_received(&m).await.len();
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&ask("direct", "Stream me a colour.", true))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.ask(&ask("direct", "Stream me a colour.", true)).await;
     assert_eq!(
         header(&resp, "x-tollgate-cascade"),
         "tier=2/2 score=- escalated=false"
@@ -342,12 +294,7 @@ async fn streams_are_re_emitted_when_accepted_and_live_when_escalated() {
     let seen = mock_received(&m).await;
     assert_eq!(seen.len(), before + 1);
     assert_eq!(seen[before]["model"], "big");
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&ask("direct", "Stream me a colour.", false))
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.ask(&ask("direct", "Stream me a colour.", false)).await;
     assert!(header(&resp, "x-tollgate-cascade").starts_with("tier=1/2"));
 }
 
@@ -391,12 +338,7 @@ async fn schema_failures_escalate_and_judges_and_self_reports_score() {
     let mut body = ask("offschema", "Which city?", false);
     body["response_format"] =
         json!({"type": "json_schema", "json_schema": {"name": "city", "schema": schema}});
-    let resp = gw
-        .post("/v1/chat/completions")
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let resp = gw.ask(&body).await;
     assert_eq!(resp.status(), 200);
     assert!(header(&resp, "x-tollgate-cascade").starts_with("tier=2/2 score=0.00"));
     let answer: Value = resp.json().await.expect("json");
@@ -417,7 +359,7 @@ async fn schema_failures_escalate_and_judges_and_self_reports_score() {
         answer["choices"][0]["message"]["content"],
         "The answer is 4."
     );
-    let row = ledger_row(&gw, &id).await;
+    let row = gw.ledger_row(ADMIN_KEY, &id).await;
     let attempts: Vec<&str> = row["attempts"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x["model"].as_str()).collect())

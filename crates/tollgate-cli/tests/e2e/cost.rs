@@ -21,12 +21,7 @@ fn price() -> Price {
 
 /// The gateway's spend gauge for model `m`, in dollars.
 async fn spend(gw: &Gateway) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", gw.admin_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = gw.metrics().await;
     text.lines()
         .find(|l| l.starts_with("tollgate_cost_usd_total{") && l.contains("model=\"m\""))
         .and_then(|l| l.rsplit(' ').next())

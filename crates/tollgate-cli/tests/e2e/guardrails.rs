@@ -68,12 +68,7 @@ async fn personal_data_is_redacted_and_injections_are_refused() {
         "a refused request never reaches the provider"
     );
 
-    let metrics = reqwest::get(format!("{}/metrics", gw.admin_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(
             "tollgate_guardrail_actions_total{guardrail=\"no-injection\",action=\"deny_request\"} 1"

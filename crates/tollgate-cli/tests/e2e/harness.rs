@@ -188,6 +188,44 @@ impl Gateway {
             .expect("send")
     }
 
+    /// Sends `body` to `/v1/chat/completions`.
+    pub async fn ask(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.post("/v1/chat/completions")
+            .json(body)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// The Prometheus text on the admin listener.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin_url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Request `id`'s ledger row from `GET /admin/requests/{id}` (with `admin_key`), polled
+    /// until the ledger has written it.
+    pub async fn ledger_row(&self, admin_key: &str, id: &str) -> serde_json::Value {
+        let admin = reqwest::Client::new();
+        for _ in 0..100 {
+            let r = admin
+                .get(format!("{}/admin/requests/{id}", self.admin_url))
+                .bearer_auth(admin_key)
+                .send()
+                .await
+                .expect("admin");
+            if r.status() == 200 {
+                return r.json().await.expect("json");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no ledger row for {id}");
+    }
+
     /// A POST to `path` with the test key and a JSON body.
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         reqwest::Client::new()

@@ -62,12 +62,7 @@ async fn last_seen(m: &tollgate_mock::MockHandle) -> Value {
 }
 
 async fn metrics(gw: &Gateway) -> String {
-    reqwest::get(format!("{}/metrics", gw.admin_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
+    gw.metrics().await
 }
 
 /// Checks one guest language's guard example: deny, redact and stop-stream.

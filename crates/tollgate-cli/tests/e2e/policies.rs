@@ -104,12 +104,7 @@ async fn a_failing_script_falls_back_to_static_targets_or_denies_per_config() {
     let gw = Gateway::start(&config(&cheap, &frontier, &eu, "fallback", &s)).await;
     let (status, provider, _) = served_by(&gw, chat("scripted", "hi"), &[]).await;
     assert_eq!((status, provider.as_str()), (200, "cheap"));
-    let metrics = reqwest::get(format!("{}/metrics", gw.admin_url))
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("tollgate_policy_errors_total{script=\"inline.rhai\",kind=\"runtime\"} 1"),
         "{metrics}"
@@ -173,12 +168,7 @@ async fn an_endless_script_is_stopped_and_other_requests_keep_flowing() {
         pct(&beside, 50),
         pct(&beside, 99)
     );
-    let metrics = reqwest::get(format!("{}/metrics", gw.admin_url))
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = gw.metrics().await;
     assert!(
         metrics
             .contains("tollgate_policy_errors_total{script=\"inline.rhai\",kind=\"timeout\"} 20"),

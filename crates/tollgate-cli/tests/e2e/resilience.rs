@@ -95,12 +95,7 @@ async fn open_circuits_are_skipped_and_answered_at_once() {
         .expect("json");
     assert_eq!(targets["a/m1"]["circuit"], "open");
     assert_eq!(targets["a/m1"]["last_error"], "HTTP 503");
-    let metrics = reqwest::get(format!("{}/metrics", gw.admin_url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("tollgate_circuit_transitions_total{target=\"a/m1\",state=\"open\"} 1"),
         "{metrics}"
