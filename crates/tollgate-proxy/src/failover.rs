@@ -9,7 +9,6 @@ use crate::health::{HealthRegistry, TargetStats, Verdict};
 use crate::live::Provider;
 use crate::llm::Payload;
 use crate::metrics::{record_attempt, record_retry};
-use crate::respond::send_error;
 use crate::upstream::{AttemptError, open, retry_after};
 use pingora::connectors::http::Connector;
 use pingora::proxy::Session;
@@ -56,19 +55,23 @@ struct Limits {
     capped: bool,
 }
 
-/// Serves `payload` from the plan's targets, or sends the error that sums up their failures.
-pub async fn run(
+/// Tries the plan's targets (see [`try_targets`]), and once more with the reason when the
+/// answer failed its JSON schema and the guardrail repairs it.
+pub async fn try_answer(
     session: &mut Session,
     ctx: &mut RequestCtx,
     connector: &Connector,
     health: &HealthRegistry,
-    payload: &Payload,
-    plan: Plan,
-) -> pingora::Result<()> {
-    match try_targets(session, ctx, connector, health, payload, plan).await {
-        Ok(()) => Ok(()),
-        Err(e) => send_error(session, ctx, &e).await,
+    payload: &mut Payload,
+    plan: impl Fn() -> Plan,
+) -> Result<(), ApiError> {
+    try_targets(session, ctx, connector, health, payload, plan()).await?;
+    if let Payload::Chat(req) = &mut *payload
+        && crate::structured::take_repair(ctx, req).is_some()
+    {
+        return try_targets(session, ctx, connector, health, payload, plan()).await;
     }
+    Ok(())
 }
 
 /// Tries the plan's targets until one answers (or the client is gone): `Err` is the error

@@ -259,12 +259,8 @@ pub async fn serve(
         retries: model.retries,
         deadline,
     };
-    crate::failover::run(session, ctx, connector, health, &payload, plan()).await?;
-    // An answer that failed its JSON schema goes back to the model once, with the reason.
-    if let Payload::Chat(req) = &mut payload
-        && crate::structured::take_repair(ctx, req).is_some()
-    {
-        return crate::failover::run(session, ctx, connector, health, &payload, plan()).await;
+    match crate::failover::try_answer(session, ctx, connector, health, &mut payload, plan).await {
+        Ok(()) => Ok(()),
+        Err(e) => send_error(session, ctx, &e).await,
     }
-    Ok(())
 }

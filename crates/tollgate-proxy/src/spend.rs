@@ -368,14 +368,12 @@ impl Spend {
         payload: &Payload,
         tiers: &[Vec<Target>],
     ) -> Amounts {
-        let targets: Vec<Target> = tiers.iter().flatten().cloned().collect();
-        let targets = targets.as_slice();
         let state = ctx.state.clone();
         let config = &state.config;
         // Without `max_tokens`, the most the targets' models can write, where the catalog
         // knows it (a complete answer cannot be cut short), else `reserve_output_tokens`.
         let per_answer = payload.output_cap().map_or_else(
-            || longest_answer(&state, targets, config.spend.reserve_output_tokens),
+            || longest_answer(&state, tiers, config.spend.reserve_output_tokens),
             u64::from,
         );
         let worst = Usage {
@@ -395,7 +393,11 @@ impl Spend {
             };
             ctx.stream_guard = Some(StreamGuard {
                 reserved_output_tokens: worst.output_tokens,
-                output_price: worst_cost(&state, targets, &per_token),
+                output_price: tiers
+                    .iter()
+                    .map(|t| worst_cost(&state, t, &per_token))
+                    .max()
+                    .unwrap_or(Usd::ZERO),
                 next_check: worst.output_tokens.saturating_add(1),
                 status: config.spend.exceeded_status,
             });
@@ -680,11 +682,12 @@ fn hold_for(deadline: tokio::time::Instant) -> std::time::Duration {
         + std::time::Duration::from_secs(3600)
 }
 
-/// The longest answer any of `targets` can give, from the catalog; `fallback` for a target
-/// the catalog does not know.
-fn longest_answer(state: &LiveState, targets: &[Target], fallback: u32) -> u64 {
-    targets
+/// The longest answer any target of any tier can give, from the catalog; `fallback` for a
+/// target the catalog does not know.
+fn longest_answer(state: &LiveState, tiers: &[Vec<Target>], fallback: u32) -> u64 {
+    tiers
         .iter()
+        .flatten()
         .map(|t| {
             state
                 .provider(&t.provider)

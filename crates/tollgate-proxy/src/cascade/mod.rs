@@ -209,29 +209,12 @@ pub async fn run(
     if spent != Prior::default() {
         ctx.prior = Some(spent);
     }
-    let mut final_req = tier_request(req, last, stream);
-    let mut outcome = crate::failover::try_targets(
-        session,
-        ctx,
-        up.connector,
-        up.health,
-        &Payload::Chat(final_req.clone()),
-        up.plan(last),
-    )
-    .await;
-    // An answer that failed its JSON schema goes back to the model once, as without a cascade.
-    if outcome.is_ok() && crate::structured::take_repair(ctx, &mut final_req).is_some() {
-        let payload = Payload::Chat(final_req);
-        outcome = crate::failover::try_targets(
-            session,
-            ctx,
-            up.connector,
-            up.health,
-            &payload,
-            up.plan(last),
-        )
+    let mut payload = Payload::Chat(tier_request(req, last, stream));
+    let outcome =
+        crate::failover::try_answer(session, ctx, up.connector, up.health, &mut payload, || {
+            up.plan(last)
+        })
         .await;
-    }
     let Err(e) = outcome else {
         return Ok(());
     };

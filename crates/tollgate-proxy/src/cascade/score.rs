@@ -131,13 +131,17 @@ pub(super) fn answer_text(json: &Value) -> Option<&str> {
     json.pointer("/choices/0/message/content")?.as_str()
 }
 
+/// The first choice's token log-probabilities (empty without them).
+pub(super) fn token_logprobs(json: &Value) -> Vec<f64> {
+    json.pointer("/choices/0/logprobs/content")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().filter_map(|x| x["logprob"].as_f64()).collect())
+        .unwrap_or_default()
+}
+
 /// `exp(mean)` or `exp(min)` of the token log-probabilities, or the share at or above a floor.
 fn logprobs(json: &Value, measure: LogprobMeasure) -> Option<f64> {
-    let tokens = json.pointer("/choices/0/logprobs/content")?.as_array()?;
-    let lps: Vec<f64> = tokens
-        .iter()
-        .filter_map(|t| t.get("logprob").and_then(Value::as_f64))
-        .collect();
+    let lps = token_logprobs(json);
     if lps.is_empty() {
         return None;
     }

@@ -1,7 +1,7 @@
 //! The `rhai` scorer: a script's `on_response(req, resp, ctx)` accepts, escalates or scores.
 
 use super::Captured;
-use super::score::{TierAt, answer_text};
+use super::score::{TierAt, answer_text, token_logprobs};
 use crate::context::RequestCtx;
 use crate::routing::{Shared, context_view, request_view};
 use pingora::proxy::Session;
@@ -32,11 +32,7 @@ pub fn score(
         return None;
     };
     let json = &captured.json;
-    let logprobs: Vec<f64> = json
-        .pointer("/choices/0/logprobs/content")
-        .and_then(Value::as_array)
-        .map(|t| t.iter().filter_map(|x| x["logprob"].as_f64()).collect())
-        .unwrap_or_default();
+    let logprobs = token_logprobs(json);
     let resp = ResponseView {
         text: answer_text(json).unwrap_or_default().into(),
         finish_reason: json
